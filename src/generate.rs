@@ -1,0 +1,127 @@
+//! The whole pipeline for one cluster: plan, PKI, render, assemble the output tree.
+
+use std::path::Path;
+
+use askama::Template;
+use time::OffsetDateTime;
+
+use crate::Error;
+use crate::output::{Kind, Tree};
+use crate::pki::inspect::CertInfo;
+use crate::pki::keys::KeySource;
+use crate::pki::profile::{Install, ProfileId, Scope};
+use crate::pki::{self, Pki, plan};
+use crate::render::kubeconfig::{KUBECONFIGS, render as render_kubeconfig, server_url};
+use crate::render::manifests;
+use crate::render::{ClusterRoleBindings, Inventory, InventoryRow, finish};
+use crate::spec::Cluster;
+
+/// File modes (kubeadm-facts §1.6, §2.3, §3.0).
+pub const MODE_CERT: u32 = 0o644;
+pub const MODE_SECRET: u32 = 0o600;
+pub const MODE_PUBLIC: u32 = 0o644;
+
+/// The result of a run, before anything is written.
+pub struct Generated {
+    pub tree: Tree,
+    pub pki: Pki,
+}
+
+/// Builds the output for `cluster`. `store` is the PKI store (`OUT/pki`) from which existing CAs and the
+/// service-account key are reused; nothing is written.
+pub fn generate(cluster: &Cluster, store: &Path, keys: &KeySource, now: OffsetDateTime) -> Result<Generated, Error> {
+    let requests = plan::requests(cluster);
+    let pki = pki::build(cluster, &requests, store, keys, now)?;
+    let mut tree = Tree::default();
+    tree.dir_modes.insert("pki".into(), 0o700);
+
+    // The store: every certificate and key, the source of truth for later runs.
+    for (id, m) in &pki.certs {
+        let kind = if m.request.profile.usage.is_ca() { Kind::CaCert } else { Kind::Cert };
+        tree.add(format!("pki/{id}.crt"), m.cert_pem.clone(), MODE_CERT, kind);
+        tree.add(format!("pki/{id}.key"), m.key_pem.clone(), MODE_SECRET, Kind::Key);
+    }
+    // kubeadm writes sa.pub with mode 0600 too (it goes through keyutil.WriteKey).
+    tree.add("pki/sa.key", pki.sa.key_pem.clone(), MODE_SECRET, Kind::Key);
+    tree.add("pki/sa.pub", pki.sa.pub_pem.clone(), MODE_SECRET, Kind::PublicKey);
+
+    let ca_pem = &pki.get(&plan::store_id(ProfileId::Ca.profile(), None)).cert_pem;
+
+    // Per-node bundles, laid out like the node's filesystem.
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let root = format!("nodes/{}", node.name);
+        let cp = node.is_control_plane();
+        if cp {
+            tree.dir_modes.insert(format!("{root}/etc/kubernetes/manifests"), 0o700);
+        }
+        for m in pki.certs.values() {
+            let p = m.request.profile;
+            let Install::Files(dest) = p.install else { continue };
+            let mine = match p.scope {
+                Scope::Cluster => true,
+                Scope::ControlPlane | Scope::Node => m.request.node == Some(i),
+            };
+            if !mine {
+                continue;
+            }
+            // A worker gets the cluster CA's certificate and its own leaves, nothing else.
+            let ca_cert_only = !cp && p.scope == Scope::Cluster;
+            if ca_cert_only && p.id != ProfileId::Ca {
+                continue;
+            }
+            let kind = if p.usage.is_ca() { Kind::CaCert } else { Kind::Cert };
+            tree.add(format!("{root}{dest}.crt"), m.cert_pem.clone(), MODE_CERT, kind);
+            if !ca_cert_only {
+                tree.add(format!("{root}{dest}.key"), m.key_pem.clone(), MODE_SECRET, Kind::Key);
+            }
+        }
+        if cp {
+            let pki_dir = format!("{root}{}", manifests::PKI_DIR);
+            tree.add(format!("{pki_dir}/sa.key"), pki.sa.key_pem.clone(), MODE_SECRET, Kind::Key);
+            tree.add(format!("{pki_dir}/sa.pub"), pki.sa.pub_pem.clone(), MODE_SECRET, Kind::PublicKey);
+        }
+        for k in KUBECONFIGS.iter().filter(|k| cp || k.on_workers) {
+            let p = k.profile.profile();
+            let id = plan::store_id(p, (p.scope != Scope::Cluster).then_some(node.name.as_str()));
+            let server = server_url(cluster, k.server, Some(node));
+            let text = render_kubeconfig(cluster, &server, ca_pem, pki.get(&id));
+            tree.add(format!("{root}{}/{}", manifests::K8S_DIR, k.file), text, MODE_SECRET, Kind::Kubeconfig);
+        }
+        if cp {
+            let pods = [
+                manifests::etcd(cluster, node),
+                manifests::kube_apiserver(cluster, node),
+                manifests::kube_controller_manager(cluster),
+                manifests::kube_scheduler(cluster),
+            ];
+            for pod in pods {
+                let text = finish(pod.render().expect("static pod template"));
+                let path = format!("{root}{}/manifests/{}.yaml", manifests::K8S_DIR, pod.name);
+                tree.add(path, text, MODE_SECRET, Kind::Manifest);
+            }
+        }
+    }
+
+    // The operator's kubeconfig.
+    let admin = pki.get(&plan::store_id(ProfileId::Admin.profile(), None));
+    let server = server_url(cluster, KUBECONFIGS[0].server, None);
+    tree.add("admin.conf", render_kubeconfig(cluster, &server, ca_pem, admin), MODE_SECRET, Kind::Kubeconfig);
+
+    tree.add(
+        "bootstrap/cluster-role-bindings.yaml",
+        finish(ClusterRoleBindings.render().expect("rbac template")),
+        MODE_PUBLIC,
+        Kind::Rbac,
+    );
+
+    let mut rows = Vec::new();
+    for (id, m) in &pki.certs {
+        let info = CertInfo::from_pem(&m.cert_pem).map_err(|e| Error::new(format!("{id}: {e}")))?;
+        let node = m.request.node.map_or("-".to_string(), |i| cluster.nodes[i].name.clone());
+        rows.push(InventoryRow { name: m.request.profile.name.to_string(), node, info });
+    }
+    let inv = Inventory { cluster: &cluster.name, rows };
+    tree.add("PKI.md", finish(inv.render().expect("inventory template")), MODE_PUBLIC, Kind::Inventory);
+
+    Ok(Generated { tree, pki })
+}

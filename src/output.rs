@@ -1,0 +1,105 @@
+//! The output tree: every file with its bytes and mode, assembled in memory, then written atomically.
+//!
+//! Nothing is written until the whole tree has been built, so a problem anywhere (a bad spec, a CA that does not
+//! match) leaves OUT as it was. Each file is written to a temporary name in its directory, with its final mode
+//! from the start, then renamed over the target: a reader sees the old file or the new one, never half of one. A
+//! file whose bytes and mode are already right is not touched at all.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use crate::Error;
+
+/// What a file is, for people and for automation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    CaCert,
+    Cert,
+    Key,
+    PublicKey,
+    Kubeconfig,
+    Manifest,
+    Rbac,
+    Inventory,
+}
+
+impl Kind {
+    /// Private material: keys and kubeconfigs that embed a client key.
+    pub fn secret(self) -> bool {
+        matches!(self, Kind::Key | Kind::Kubeconfig)
+    }
+}
+
+pub struct Entry {
+    pub bytes: Vec<u8>,
+    pub mode: u32,
+    pub kind: Kind,
+}
+
+/// Files by path relative to OUT, `/`-separated, sorted.
+#[derive(Default)]
+pub struct Tree {
+    pub files: BTreeMap<String, Entry>,
+    /// Directories (relative to OUT) that must not be world-readable, and their mode.
+    pub dir_modes: BTreeMap<String, u32>,
+}
+
+impl Tree {
+    pub fn add(&mut self, path: impl Into<String>, bytes: impl Into<Vec<u8>>, mode: u32, kind: Kind) {
+        let path = path.into();
+        let prev = self.files.insert(path.clone(), Entry { bytes: bytes.into(), mode, kind });
+        assert!(prev.is_none(), "{path} is produced twice");
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub written: Vec<String>,
+    pub unchanged: usize,
+}
+
+pub fn write(tree: &Tree, out: &Path) -> Result<Report, Error> {
+    let io = |p: &Path, e: std::io::Error| Error::new(format!("{}: {e}", p.display()));
+    fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    let mut report = Report::default();
+    for (rel, entry) in &tree.files {
+        let path = out.join(rel);
+        let dir = path.parent().expect("a file has a parent");
+        fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        if let Ok(meta) = fs::symlink_metadata(&path) {
+            if meta.is_file()
+                && meta.permissions().mode() & 0o7777 == entry.mode
+                && fs::read(&path).is_ok_and(|b| b == entry.bytes)
+            {
+                report.unchanged += 1;
+                continue;
+            }
+        }
+        let tmp =
+            dir.join(format!(".{}.kubeforge-{}.tmp", path.file_name().unwrap().to_string_lossy(), std::process::id()));
+        let result = (|| {
+            let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(entry.mode).open(&tmp)?;
+            // The umask may have narrowed the mode given to open(); set it exactly.
+            f.set_permissions(fs::Permissions::from_mode(entry.mode))?;
+            f.write_all(&entry.bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(io(&path, e));
+        }
+        report.written.push(rel.clone());
+    }
+    for (rel, mode) in &tree.dir_modes {
+        let p = out.join(rel);
+        if p.is_dir() {
+            fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).map_err(|e| io(&p, e))?;
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,158 @@
+//! Reading a certificate back: what `openssl x509 -text` would tell a reviewer, as plain data.
+//!
+//! Used to check CAs found in the store and to write the readable inventory (`PKI.md`), so that both speak of the
+//! bytes on disk, not of what the generator meant to write.
+
+use std::net::IpAddr;
+
+use ::time::OffsetDateTime;
+use sha2::{Digest, Sha256};
+use x509_parser::prelude::*;
+
+/// The facts of one certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    pub der: Vec<u8>,
+    /// `O = …, CN = …` in the certificate's order, as openssl prints it.
+    pub subject: String,
+    pub subject_cn: String,
+    pub issuer: String,
+    pub serial: String,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    /// `DNS:name` and `IP:address`, in the certificate's order.
+    pub sans: Vec<String>,
+    pub key_usage: Vec<&'static str>,
+    pub ext_key_usage: Vec<&'static str>,
+    pub is_ca: bool,
+    /// kubeadm's algorithm names: `ECDSA-P256`, `RSA-2048`, …
+    pub key_algorithm: String,
+    pub spki_der: Vec<u8>,
+    /// The subject key identifier, if the certificate has one.
+    pub ski: Option<Vec<u8>>,
+    /// SHA-256 of the DER, lowercase hex with colons.
+    pub fingerprint: String,
+}
+
+impl CertInfo {
+    pub fn from_pem(pem: &str) -> Result<CertInfo, String> {
+        let (rest, block) = parse_x509_pem(pem.as_bytes()).map_err(|e| format!("not a PEM certificate ({e})"))?;
+        if block.label != "CERTIFICATE" {
+            return Err(format!("a PEM block {:?}, not CERTIFICATE", block.label));
+        }
+        if rest.iter().any(|b| !b.is_ascii_whitespace()) {
+            return Err("more than one PEM block; a .crt holds exactly one certificate".into());
+        }
+        Self::from_der(&block.contents)
+    }
+
+    pub fn from_der(der: &[u8]) -> Result<CertInfo, String> {
+        let (rest, c) = parse_x509_certificate(der).map_err(|e| format!("not a valid X.509 certificate ({e})"))?;
+        if !rest.is_empty() {
+            return Err("trailing bytes after the certificate".into());
+        }
+        let name = |n: &X509Name<'_>| {
+            n.iter_rdn()
+                .flat_map(|r| r.iter())
+                .map(|a| {
+                    let key = match a.attr_type().to_id_string().as_str() {
+                        "2.5.4.3" => "CN".to_string(),
+                        "2.5.4.10" => "O".to_string(),
+                        "2.5.4.11" => "OU".to_string(),
+                        other => other.to_string(),
+                    };
+                    format!("{key} = {}", a.as_str().unwrap_or("?"))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let cn = c.subject().iter_common_name().next().and_then(|a| a.as_str().ok()).unwrap_or("").to_string();
+        let mut sans = Vec::new();
+        if let Ok(Some(ext)) = c.subject_alternative_name() {
+            for g in &ext.value.general_names {
+                match g {
+                    GeneralName::DNSName(d) => sans.push(format!("DNS:{d}")),
+                    GeneralName::IPAddress(b) => {
+                        let ip = match b.len() {
+                            4 => IpAddr::from(<[u8; 4]>::try_from(*b).unwrap()),
+                            16 => IpAddr::from(<[u8; 16]>::try_from(*b).unwrap()),
+                            _ => return Err("a SAN IP address of bad length".into()),
+                        };
+                        sans.push(format!("IP:{ip}"));
+                    }
+                    other => sans.push(format!("{other:?}")),
+                }
+            }
+        }
+        let mut key_usage = Vec::new();
+        if let Ok(Some(ku)) = c.key_usage() {
+            let k = ku.value;
+            for (on, n) in [
+                (k.digital_signature(), "digitalSignature"),
+                (k.non_repudiation(), "nonRepudiation"),
+                (k.key_encipherment(), "keyEncipherment"),
+                (k.data_encipherment(), "dataEncipherment"),
+                (k.key_agreement(), "keyAgreement"),
+                (k.key_cert_sign(), "keyCertSign"),
+                (k.crl_sign(), "cRLSign"),
+            ] {
+                if on {
+                    key_usage.push(n);
+                }
+            }
+        }
+        let mut ext_key_usage = Vec::new();
+        if let Ok(Some(eku)) = c.extended_key_usage() {
+            if eku.value.server_auth {
+                ext_key_usage.push("serverAuth");
+            }
+            if eku.value.client_auth {
+                ext_key_usage.push("clientAuth");
+            }
+            if eku.value.any || eku.value.code_signing || !eku.value.other.is_empty() {
+                ext_key_usage.push("other");
+            }
+        }
+        let spki = c.public_key();
+        let key_algorithm = match spki.parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(r)) => format!("RSA-{}", r.key_size()),
+            Ok(x509_parser::public_key::PublicKey::EC(_)) => {
+                let curve = spki
+                    .algorithm
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.as_oid().ok())
+                    .map(|o| o.to_id_string())
+                    .unwrap_or_default();
+                match curve.as_str() {
+                    "1.2.840.10045.3.1.7" => "ECDSA-P256".into(),
+                    "1.3.132.0.34" => "ECDSA-P384".into(),
+                    other => format!("ECDSA-{other}"),
+                }
+            }
+            _ => "unknown".into(),
+        };
+        let ski = c.iter_extensions().find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+            _ => None,
+        });
+        let fingerprint = Sha256::digest(der).iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        Ok(CertInfo {
+            der: der.to_vec(),
+            subject: name(c.subject()),
+            subject_cn: cn,
+            issuer: name(c.issuer()),
+            serial: c.raw_serial_as_string(),
+            not_before: c.validity().not_before.to_datetime(),
+            not_after: c.validity().not_after.to_datetime(),
+            sans,
+            key_usage,
+            ext_key_usage,
+            is_ca: c.is_ca(),
+            key_algorithm,
+            spki_der: spki.raw.to_vec(),
+            ski,
+            fingerprint,
+        })
+    }
+}

@@ -1,0 +1,254 @@
+//! The cluster's PKI: load what the store already holds (CAs, the service-account key), issue the rest.
+
+pub mod inspect;
+pub mod keys;
+pub mod plan;
+pub mod profile;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
+    KeyUsagePurpose, SanType,
+};
+use time::{Duration, OffsetDateTime};
+
+use crate::Error;
+use crate::spec::{Cluster, KeyAlgorithm};
+use keys::{Key, KeySource};
+use plan::CertRequest;
+
+/// kubeadm backdates NotBefore by five minutes to tolerate clock skew between nodes (`CertificateBackdate`).
+pub const BACKDATE: Duration = Duration::minutes(5);
+
+/// Whether a piece of material was made in this run or found in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Issued,
+    Kept,
+}
+
+/// A certificate with its key.
+pub struct Material {
+    pub request: CertRequest,
+    pub cert_pem: String,
+    pub cert_der: Vec<u8>,
+    pub key_pem: String,
+    pub origin: Origin,
+}
+
+/// The service-account signing key pair (kubeadm-facts §1.7).
+pub struct ServiceAccountKey {
+    pub key_pem: String,
+    pub pub_pem: String,
+    pub origin: Origin,
+}
+
+/// Everything the PKI stage produced, by store id.
+pub struct Pki {
+    pub certs: BTreeMap<String, Material>,
+    pub sa: ServiceAccountKey,
+}
+
+impl Pki {
+    pub fn get(&self, id: &str) -> &Material {
+        self.certs.get(id).unwrap_or_else(|| panic!("no certificate {id} in the plan"))
+    }
+}
+
+/// Loads the CAs and the service-account key from `store` (usually `OUT/pki`) where they exist, creates them where
+/// they do not, and issues every leaf of `requests`.
+///
+/// A CA in the store is never replaced: if its certificate or key is missing, unreadable, does not match, names
+/// another subject, or has expired, this fails and says what to do.
+pub fn build(
+    cluster: &Cluster,
+    requests: &[CertRequest],
+    store: &Path,
+    keys: &KeySource,
+    now: OffsetDateTime,
+) -> Result<Pki, Error> {
+    let now = now.replace_nanosecond(0).expect("0 is a valid nanosecond");
+    let mut certs = BTreeMap::new();
+    let mut issuers: BTreeMap<String, Issuer<'static, Key>> = BTreeMap::new();
+
+    for req in requests.iter().filter(|r| r.profile.usage.is_ca()) {
+        let (material, key, key_id) = match load_ca(req, store, now)? {
+            Some(found) => found,
+            None => {
+                let key = keys.generate(cluster.key_algorithm, &req.id);
+                let m = sign(req, &key, None, keys, now)?;
+                let id = key.key_id();
+                (m, key, id)
+            }
+        };
+        // The issuer is described by what its certificate says: subject (CN only, checked in `load_ca`) and
+        // subject key identifier, which becomes each leaf's authority key identifier.
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, req.cn.as_str());
+        params.key_identifier_method = KeyIdMethod::PreSpecified(key_id);
+        issuers.insert(req.id.clone(), Issuer::new(params, key));
+        certs.insert(req.id.clone(), material);
+    }
+
+    let sa = service_account(cluster.key_algorithm, store, keys)?;
+
+    let leaves: Vec<&CertRequest> = requests.iter().filter(|r| !r.profile.usage.is_ca()).collect();
+    // Key generation dominates (RSA especially) and every leaf is independent: use every core. Keys come from
+    // per-id streams, so the result does not depend on how the work is split.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(leaves.len().max(1));
+    let chunk = leaves.len().div_ceil(threads).max(1);
+    let issued: Vec<Result<Material, Error>> = std::thread::scope(|s| {
+        let handles: Vec<_> = leaves
+            .chunks(chunk)
+            .map(|part| {
+                let issuers = &issuers;
+                s.spawn(move || {
+                    part.iter()
+                        .map(|req| {
+                            let signer = req.signer.as_deref().expect("a leaf has a signer");
+                            let key = keys.generate(cluster.key_algorithm, &req.id);
+                            sign(req, &key, Some(&issuers[signer]), keys, now)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("issuing thread panicked")).collect()
+    });
+    for m in issued {
+        let m = m?;
+        certs.insert(m.request.id.clone(), m);
+    }
+    Ok(Pki { certs, sa })
+}
+
+fn sign(
+    req: &CertRequest,
+    key: &Key,
+    issuer: Option<&Issuer<'static, Key>>,
+    keys: &KeySource,
+    now: OffsetDateTime,
+) -> Result<Material, Error> {
+    let mut p = CertificateParams::default();
+    p.serial_number = Some(keys.serial(&req.id).into());
+    p.not_before = now - BACKDATE;
+    // NotAfter counts from the issue time, not from the backdated NotBefore (kubeadm-facts §1.5).
+    p.not_after = now + Duration::seconds(req.validity);
+    let mut dn = DistinguishedName::new();
+    // Go writes O before CN: "Subject: O = system:masters, CN = kubernetes-super-admin".
+    if let Some(o) = &req.o {
+        dn.push(DnType::OrganizationName, o.as_str());
+    }
+    dn.push(DnType::CommonName, req.cn.as_str());
+    p.distinguished_name = dn;
+    // keyEncipherment even for ECDSA keys, as kubeadm (Go's x509 template) does.
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    let usage = req.profile.usage;
+    if usage.is_ca() {
+        p.key_usages.push(KeyUsagePurpose::KeyCertSign);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    } else {
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.use_authority_key_identifier_extension = true;
+    }
+    if usage.server() {
+        p.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+    }
+    if usage.client() {
+        p.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth);
+    }
+    for d in &req.dns {
+        let name = d.clone().try_into().map_err(|e| Error::new(format!("{}: SAN {d:?}: {e}", req.id)))?;
+        p.subject_alt_names.push(SanType::DnsName(name));
+    }
+    p.subject_alt_names.extend(req.ips.iter().map(|ip| SanType::IpAddress(*ip)));
+    p.key_identifier_method = KeyIdMethod::PreSpecified(key.key_id());
+    let cert = match issuer {
+        None => p.self_signed(key),
+        Some(i) => p.signed_by(key, i),
+    }
+    .map_err(|e| Error::new(format!("{}: cannot issue the certificate: {e}", req.id)))?;
+    Ok(Material {
+        request: req.clone(),
+        cert_pem: cert.pem(),
+        cert_der: cert.der().to_vec(),
+        key_pem: key.to_pem(),
+        origin: Origin::Issued,
+    })
+}
+
+/// Reads an existing CA from the store. `Ok(None)` when neither file exists.
+fn load_ca(req: &CertRequest, store: &Path, now: OffsetDateTime) -> Result<Option<(Material, Key, Vec<u8>)>, Error> {
+    let crt_path = store.join(format!("{}.crt", req.id));
+    let key_path = store.join(format!("{}.key", req.id));
+    let keep = "kubeforge never replaces a CA silently";
+    let fresh = format!(
+        "to start a new PKI on purpose, move {} away and run again (every certificate, kubeconfig and node bundle \
+         will change)",
+        store.display()
+    );
+    match (crt_path.exists(), key_path.exists()) {
+        (false, false) => return Ok(None),
+        (true, false) => {
+            return Err(Error::new(format!(
+                "CA {}: {} exists but its key {} does not. {keep}: restore the key, or {fresh}.",
+                req.id,
+                crt_path.display(),
+                key_path.display()
+            )));
+        }
+        (false, true) => {
+            return Err(Error::new(format!(
+                "CA {}: the key {} exists but the certificate {} does not. {keep}: restore the certificate, or {fresh}.",
+                req.id,
+                key_path.display(),
+                crt_path.display()
+            )));
+        }
+        (true, true) => {}
+    }
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| Error::new(format!("{}: {e}", p.display())));
+    let (cert_pem, key_pem) = (read(&crt_path)?, read(&key_path)?);
+    let bad = |why: String| Error::new(format!("CA {} in {}: {why}. {keep}; {fresh}.", req.id, crt_path.display()));
+    let key = Key::from_pem(&key_pem).map_err(|e| Error::new(format!("{}: {e}", key_path.display())))?;
+    let info = inspect::CertInfo::from_pem(&cert_pem).map_err(|e| bad(e))?;
+    if !info.is_ca {
+        return Err(bad("it is not a CA certificate".into()));
+    }
+    if info.subject != format!("CN = {}", req.cn) {
+        return Err(bad(format!("its subject is {:?}, the spec needs \"CN = {}\"", info.subject, req.cn)));
+    }
+    if info.spki_der != key.spki_der() {
+        return Err(bad(format!("it does not match its key {}", key_path.display())));
+    }
+    if info.not_after <= now {
+        return Err(bad(format!("it expired at {}", info.not_after)));
+    }
+    let key_id = info.ski.clone().unwrap_or_else(|| key.key_id());
+    Ok(Some((
+        Material { request: req.clone(), cert_der: info.der.clone(), cert_pem, key_pem, origin: Origin::Kept },
+        key,
+        key_id,
+    )))
+}
+
+fn service_account(alg: KeyAlgorithm, store: &Path, keys: &KeySource) -> Result<ServiceAccountKey, Error> {
+    let path = store.join("sa.key");
+    if path.exists() {
+        // kubeadm reuses an existing sa.key (kubeadm-facts §1.7); changing it would invalidate every
+        // service-account token in the cluster.
+        let key_pem = std::fs::read_to_string(&path).map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
+        let key = Key::from_pem(&key_pem).map_err(|e| {
+            Error::new(format!(
+                "{} exists but cannot be loaded ({e}); restore it or remove it on purpose",
+                path.display()
+            ))
+        })?;
+        return Ok(ServiceAccountKey { pub_pem: key.public_key_pem(), key_pem, origin: Origin::Kept });
+    }
+    let key = keys.generate(alg, "sa");
+    Ok(ServiceAccountKey { key_pem: key.to_pem(), pub_pem: key.public_key_pem(), origin: Origin::Issued })
+}

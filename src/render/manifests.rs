@@ -1,0 +1,351 @@
+//! The four static pods of a control-plane node, as kubeadm v1.31–v1.34 writes them (kubeadm-facts §3).
+//!
+//! Flags are collected as (name, value) pairs and sorted by name, then value, exactly like kubeadm's
+//! `ArgumentsToCommand`, so the written order is alphabetical and a flag change is a one-line diff.
+
+use std::net::IpAddr;
+
+use askama::Template;
+
+use super::filters;
+
+use crate::net::{Host, join_host_port};
+use crate::spec::{Cluster, Node};
+
+/// Where kubeadm keeps things on a node; every flag path is built from these.
+pub const K8S_DIR: &str = "/etc/kubernetes";
+pub const PKI_DIR: &str = "/etc/kubernetes/pki";
+pub const ETCD_DATA_DIR: &str = "/var/lib/etcd";
+const FLEXVOLUME_DIR: &str = "/usr/libexec/kubernetes/kubelet-plugins/volume/exec";
+
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+pub const ETCD_PEER_PORT: u16 = 2380;
+pub const ETCD_METRICS_PORT: u16 = 2381;
+const KCM_PORT: u16 = 10257;
+const SCHEDULER_PORT: u16 = 10259;
+
+#[derive(Template)]
+#[template(path = "static-pod.yml", escape = "none")]
+pub struct StaticPod {
+    pub name: &'static str,
+    pub annotations: Vec<(String, String)>,
+    /// v1.31–v1.33 serializers wrote `creationTimestamp: null`; v1.34's does not (kubeadm-facts §3.0).
+    pub creation_timestamp_null: bool,
+    pub command: Vec<String>,
+    pub image: String,
+    pub liveness: Option<Probe>,
+    pub readiness: Option<Probe>,
+    pub startup: Option<Probe>,
+    /// v1.34 declares the probe port as a named container port.
+    pub probe_port: Option<u16>,
+    pub requests: Vec<(&'static str, &'static str)>,
+    pub mounts: Vec<Mount>,
+    pub volumes: Vec<Volume>,
+}
+
+pub struct Probe {
+    pub host: Option<String>,
+    pub path: &'static str,
+    pub port: String,
+    pub scheme: &'static str,
+    pub initial_delay: Option<u32>,
+    pub period: u32,
+    pub timeout: u32,
+    pub failure_threshold: u32,
+}
+
+pub struct Mount {
+    pub name: String,
+    pub path: String,
+    pub read_only: bool,
+}
+
+pub struct Volume {
+    pub name: String,
+    pub path: String,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Copy)]
+enum ProbeKind {
+    Liveness,
+    Readiness,
+    Startup,
+}
+
+/// A probe with kubeadm's fixed timings (kubeadm-facts §3.0); startup's failureThreshold is
+/// ceil(4m0s / 10s) = 24 for the default `controlPlaneComponentHealthCheck`.
+fn probe(
+    c: &Cluster,
+    kind: ProbeKind,
+    host: Option<String>,
+    path: &'static str,
+    port: u16,
+    scheme: &'static str,
+) -> Probe {
+    let port = if named_probe_port(c) { "probe-port".to_string() } else { port.to_string() };
+    let (initial_delay, period, failure_threshold) = match kind {
+        ProbeKind::Liveness => (Some(10), 10, 8),
+        ProbeKind::Readiness => (None, 1, 3),
+        ProbeKind::Startup => (Some(10), 10, 24),
+    };
+    Probe { host, path, port, scheme, initial_delay, period, timeout: 15, failure_threshold }
+}
+
+fn named_probe_port(c: &Cluster) -> bool {
+    c.version.minor >= 34
+}
+
+/// etcd 3.6 (the v1.34 default) renamed two experimental flags (kubeadm-facts §3.4, P3).
+pub fn etcd_is_36(c: &Cluster) -> bool {
+    c.version.minor >= 34
+}
+
+/// The etcd image tag kubeadm pins per Kubernetes version (kubeadm-facts §3.4). v1.31's is not verified in the
+/// reference; 3.5.15-0 is what release-1.31 pinned.
+pub fn etcd_tag(c: &Cluster) -> &'static str {
+    match (c.version.minor, c.version.patch) {
+        (34, 0..=1) => "3.6.4-0",
+        (34, _) => "3.6.5-0",
+        (33, _) => "3.5.21-0",
+        (32, _) => "3.5.16-0",
+        _ => "3.5.15-0",
+    }
+}
+
+fn image(name: &str, tag: &str) -> String {
+    format!("registry.k8s.io/{name}:{tag}")
+}
+
+fn command(binary: &str, mut flags: Vec<(&str, String)>) -> Vec<String> {
+    flags.sort();
+    std::iter::once(binary.to_string()).chain(flags.into_iter().map(|(k, v)| format!("--{k}={v}"))).collect()
+}
+
+fn pki(file: &str) -> String {
+    format!("{PKI_DIR}/{file}")
+}
+
+fn localhost(node: &Node) -> IpAddr {
+    if node.address.is_ipv4() { IpAddr::from([127, 0, 0, 1]) } else { IpAddr::from(std::net::Ipv6Addr::LOCALHOST) }
+}
+
+fn url(scheme: &str, ip: IpAddr, port: u16) -> String {
+    format!("{scheme}://{}", join_host_port(&Host::Ip(ip), port))
+}
+
+/// Read-only hostPath mounts for `ca-certs`, `k8s-certs` and the spec's CA directories; shared by the apiserver
+/// and the controller-manager (kubeadm-facts §3.1, §3.2).
+fn ca_volumes(c: &Cluster) -> Vec<(String, String, &'static str, bool)> {
+    let mut v = vec![
+        ("ca-certs".to_string(), "/etc/ssl/certs".to_string(), "DirectoryOrCreate", true),
+        ("k8s-certs".to_string(), PKI_DIR.to_string(), "DirectoryOrCreate", true),
+    ];
+    for d in &c.host_ca_cert_dirs {
+        v.push((d.trim_start_matches('/').replace('/', "-"), d.clone(), "DirectoryOrCreate", true));
+    }
+    v
+}
+
+/// Volumes and mounts, both sorted by name (kubeadm's `VolumeMapToSlice`).
+fn volumes(mut v: Vec<(String, String, &'static str, bool)>) -> (Vec<Mount>, Vec<Volume>) {
+    v.sort();
+    v.dedup_by(|a, b| a.0 == b.0);
+    let mounts = v.iter().map(|(n, p, _, ro)| Mount { name: n.clone(), path: p.clone(), read_only: *ro }).collect();
+    let vols = v.into_iter().map(|(name, path, kind, _)| Volume { name, path, kind }).collect();
+    (mounts, vols)
+}
+
+pub fn kube_apiserver(c: &Cluster, node: &Node) -> StaticPod {
+    let adv = node.address;
+    let flags = vec![
+        ("advertise-address", adv.to_string()),
+        ("allow-privileged", "true".into()),
+        ("authorization-mode", "Node,RBAC".into()),
+        ("client-ca-file", pki("ca.crt")),
+        ("enable-admission-plugins", "NodeRestriction".into()),
+        ("enable-bootstrap-token-auth", "true".into()),
+        ("etcd-cafile", pki("etcd/ca.crt")),
+        ("etcd-certfile", pki("apiserver-etcd-client.crt")),
+        ("etcd-keyfile", pki("apiserver-etcd-client.key")),
+        // kube-apiserver talks to the etcd member on its own node, as kubeadm sets it up.
+        ("etcd-servers", url("https", localhost(node), ETCD_CLIENT_PORT)),
+        ("kubelet-client-certificate", pki("apiserver-kubelet-client.crt")),
+        ("kubelet-client-key", pki("apiserver-kubelet-client.key")),
+        ("kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname".into()),
+        ("proxy-client-cert-file", pki("front-proxy-client.crt")),
+        ("proxy-client-key-file", pki("front-proxy-client.key")),
+        ("requestheader-allowed-names", "front-proxy-client".into()),
+        ("requestheader-client-ca-file", pki("front-proxy-ca.crt")),
+        ("requestheader-extra-headers-prefix", "X-Remote-Extra-".into()),
+        ("requestheader-group-headers", "X-Remote-Group".into()),
+        ("requestheader-username-headers", "X-Remote-User".into()),
+        ("secure-port", crate::API_SERVER_PORT.to_string()),
+        ("service-account-issuer", format!("https://kubernetes.default.svc.{}", c.dns_domain)),
+        ("service-account-key-file", pki("sa.pub")),
+        ("service-account-signing-key-file", pki("sa.key")),
+        ("service-cluster-ip-range", c.service_subnet.clone()),
+        ("tls-cert-file", pki("apiserver.crt")),
+        ("tls-private-key-file", pki("apiserver.key")),
+    ];
+    let host = Some(adv.to_string());
+    let port = crate::API_SERVER_PORT;
+    let (mounts, volumes) = volumes(ca_volumes(c));
+    StaticPod {
+        name: "kube-apiserver",
+        annotations: vec![(
+            "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint".into(),
+            join_host_port(&Host::Ip(adv), port),
+        )],
+        creation_timestamp_null: !named_probe_port(c),
+        command: command("kube-apiserver", flags),
+        image: image("kube-apiserver", &c.version.to_string()),
+        liveness: Some(probe(c, ProbeKind::Liveness, host.clone(), "/livez", port, "HTTPS")),
+        readiness: Some(probe(c, ProbeKind::Readiness, host.clone(), "/readyz", port, "HTTPS")),
+        startup: Some(probe(c, ProbeKind::Startup, host, "/livez", port, "HTTPS")),
+        probe_port: named_probe_port(c).then_some(port),
+        requests: vec![("cpu", "250m")],
+        mounts,
+        volumes,
+    }
+}
+
+pub fn kube_controller_manager(c: &Cluster) -> StaticPod {
+    let kubeconfig = format!("{K8S_DIR}/controller-manager.conf");
+    let mut flags = vec![
+        ("authentication-kubeconfig", kubeconfig.clone()),
+        ("authorization-kubeconfig", kubeconfig.clone()),
+        ("bind-address", "127.0.0.1".into()),
+        ("client-ca-file", pki("ca.crt")),
+        ("cluster-name", c.name.clone()),
+        ("cluster-signing-cert-file", pki("ca.crt")),
+        ("cluster-signing-key-file", pki("ca.key")),
+        ("controllers", "*,bootstrapsigner,tokencleaner".into()),
+        ("kubeconfig", kubeconfig.clone()),
+        ("leader-elect", "true".into()),
+        ("requestheader-client-ca-file", pki("front-proxy-ca.crt")),
+        ("root-ca-file", pki("ca.crt")),
+        ("service-account-private-key-file", pki("sa.key")),
+        ("use-service-account-credentials", "true".into()),
+    ];
+    if !c.pod_subnet.is_empty() {
+        flags.push(("allocate-node-cidrs", "true".into()));
+        flags.push(("cluster-cidr", c.pod_subnet.clone()));
+        flags.push(("service-cluster-ip-range", c.service_subnet.clone()));
+    }
+    let mut vols = ca_volumes(c);
+    vols.push(("kubeconfig".into(), kubeconfig, "FileOrCreate", true));
+    vols.push(("flexvolume-dir".into(), FLEXVOLUME_DIR.into(), "DirectoryOrCreate", false));
+    let (mounts, volumes) = volumes(vols);
+    let host = Some("127.0.0.1".to_string());
+    StaticPod {
+        name: "kube-controller-manager",
+        annotations: vec![],
+        creation_timestamp_null: !named_probe_port(c),
+        command: command("kube-controller-manager", flags),
+        image: image("kube-controller-manager", &c.version.to_string()),
+        liveness: Some(probe(c, ProbeKind::Liveness, host.clone(), "/healthz", KCM_PORT, "HTTPS")),
+        readiness: None,
+        startup: Some(probe(c, ProbeKind::Startup, host, "/healthz", KCM_PORT, "HTTPS")),
+        probe_port: named_probe_port(c).then_some(KCM_PORT),
+        requests: vec![("cpu", "200m")],
+        mounts,
+        volumes,
+    }
+}
+
+pub fn kube_scheduler(c: &Cluster) -> StaticPod {
+    let kubeconfig = format!("{K8S_DIR}/scheduler.conf");
+    let flags = vec![
+        ("authentication-kubeconfig", kubeconfig.clone()),
+        ("authorization-kubeconfig", kubeconfig.clone()),
+        ("bind-address", "127.0.0.1".into()),
+        ("kubeconfig", kubeconfig.clone()),
+        ("leader-elect", "true".into()),
+    ];
+    let (mounts, volumes) = volumes(vec![("kubeconfig".into(), kubeconfig, "FileOrCreate", true)]);
+    let host = Some("127.0.0.1".to_string());
+    // v1.32 moved the scheduler's probes from /healthz to /livez and /readyz (kubeadm-facts §3.3, P1).
+    let (live, ready) = if c.version.minor >= 32 { ("/livez", Some("/readyz")) } else { ("/healthz", None) };
+    StaticPod {
+        name: "kube-scheduler",
+        annotations: vec![],
+        creation_timestamp_null: !named_probe_port(c),
+        command: command("kube-scheduler", flags),
+        image: image("kube-scheduler", &c.version.to_string()),
+        liveness: Some(probe(c, ProbeKind::Liveness, host.clone(), live, SCHEDULER_PORT, "HTTPS")),
+        readiness: ready.map(|p| probe(c, ProbeKind::Readiness, host.clone(), p, SCHEDULER_PORT, "HTTPS")),
+        startup: Some(probe(c, ProbeKind::Startup, host, live, SCHEDULER_PORT, "HTTPS")),
+        probe_port: named_probe_port(c).then_some(SCHEDULER_PORT),
+        requests: vec![("cpu", "100m")],
+        mounts,
+        volumes,
+    }
+}
+
+/// The etcd member of `node`, stacked on the control plane (kubeadm-facts §3.4). Every control-plane node is a
+/// member; `--initial-cluster` lists them all in spec order, and since a generated cluster starts all members
+/// together, a multi-member cluster is `new` on every node.
+pub fn etcd(c: &Cluster, node: &Node) -> StaticPod {
+    let adv = node.address;
+    let lo = localhost(node);
+    let client = url("https", adv, ETCD_CLIENT_PORT);
+    let peer = url("https", adv, ETCD_PEER_PORT);
+    let members: Vec<&Node> = c.nodes.iter().filter(|n| n.is_control_plane()).collect();
+    let initial_cluster =
+        members.iter().map(|m| format!("{}={}", m.name, url("https", m.address, ETCD_PEER_PORT))).collect::<Vec<_>>();
+    let mut flags = vec![
+        ("advertise-client-urls", client.clone()),
+        ("cert-file", pki("etcd/server.crt")),
+        ("client-cert-auth", "true".into()),
+        ("data-dir", ETCD_DATA_DIR.into()),
+        ("initial-advertise-peer-urls", peer.clone()),
+        ("initial-cluster", initial_cluster.join(",")),
+        ("key-file", pki("etcd/server.key")),
+        ("listen-client-urls", format!("{},{client}", url("https", lo, ETCD_CLIENT_PORT))),
+        ("listen-metrics-urls", url("http", lo, ETCD_METRICS_PORT)),
+        ("listen-peer-urls", peer),
+        ("name", node.name.clone()),
+        ("peer-cert-file", pki("etcd/peer.crt")),
+        ("peer-client-cert-auth", "true".into()),
+        ("peer-key-file", pki("etcd/peer.key")),
+        ("peer-trusted-ca-file", pki("etcd/ca.crt")),
+        ("snapshot-count", "10000".into()),
+        ("trusted-ca-file", pki("etcd/ca.crt")),
+    ];
+    if etcd_is_36(c) {
+        flags.push(("feature-gates", "InitialCorruptCheck=true".into()));
+        flags.push(("watch-progress-notify-interval", "5s".into()));
+    } else {
+        flags.push(("experimental-initial-corrupt-check", "true".into()));
+        flags.push(("experimental-watch-progress-notify-interval", "5s".into()));
+    }
+    if members.len() > 1 {
+        flags.push(("initial-cluster-state", "new".into()));
+    }
+    let host = Some(lo.to_string());
+    let port = ETCD_METRICS_PORT;
+    // etcd's mounts are in kubeadm's fixed order (data, then certs), not sorted; its volumes are sorted.
+    let mounts = vec![
+        Mount { name: "etcd-data".into(), path: ETCD_DATA_DIR.into(), read_only: false },
+        Mount { name: "etcd-certs".into(), path: pki("etcd"), read_only: false },
+    ];
+    let volumes = vec![
+        Volume { name: "etcd-certs".into(), path: pki("etcd"), kind: "DirectoryOrCreate" },
+        Volume { name: "etcd-data".into(), path: ETCD_DATA_DIR.into(), kind: "DirectoryOrCreate" },
+    ];
+    StaticPod {
+        name: "etcd",
+        annotations: vec![("kubeadm.kubernetes.io/etcd.advertise-client-urls".into(), client)],
+        creation_timestamp_null: !named_probe_port(c),
+        command: command("etcd", flags),
+        image: image("etcd", etcd_tag(c)),
+        liveness: Some(probe(c, ProbeKind::Liveness, host.clone(), "/livez", port, "HTTP")),
+        readiness: Some(probe(c, ProbeKind::Readiness, host.clone(), "/readyz", port, "HTTP")),
+        startup: Some(probe(c, ProbeKind::Startup, host, "/readyz", port, "HTTP")),
+        probe_port: named_probe_port(c).then_some(port),
+        requests: vec![("cpu", "100m"), ("memory", "100Mi")],
+        mounts,
+        volumes,
+    }
+}

@@ -1,0 +1,80 @@
+//! Rendering: every text file kubeforge writes comes from an askama template in `templates/`, fed with values that
+//! are already decided (sorted flags, resolved paths, URLs). Templates hold layout, not logic.
+
+pub mod kubeconfig;
+pub mod manifests;
+pub mod yaml;
+
+use askama::Template;
+
+use crate::pki::inspect::CertInfo;
+
+/// Template filters, in scope of every template struct in this module tree.
+pub mod filters {
+    use std::fmt::Display;
+
+    /// A string as a safe YAML scalar (see [`super::yaml::scalar`]).
+    #[askama::filter_fn]
+    pub fn yaml(s: impl Display, _: &dyn askama::Values) -> askama::Result<String> {
+        Ok(super::yaml::scalar(&s.to_string()))
+    }
+
+    /// A string as one Markdown table cell.
+    #[askama::filter_fn]
+    pub fn cell(s: impl Display, _: &dyn askama::Values) -> askama::Result<String> {
+        Ok(s.to_string().replace('\\', "\\\\").replace('|', "\\|").replace('\n', " "))
+    }
+}
+
+/// askama drops a template's final newline; every file we write ends with exactly one.
+pub fn finish(mut s: String) -> String {
+    while s.ends_with('\n') {
+        s.pop();
+    }
+    s.push('\n');
+    s
+}
+
+#[derive(Template)]
+#[template(path = "cluster-role-bindings.yml", escape = "none")]
+pub struct ClusterRoleBindings;
+
+/// One row of the readable inventory.
+pub struct InventoryRow {
+    pub name: String,
+    pub node: String,
+    pub info: CertInfo,
+}
+
+impl InventoryRow {
+    pub fn sans(&self) -> String {
+        if self.info.sans.is_empty() { "-".into() } else { self.info.sans.join(", ") }
+    }
+
+    pub fn usages(&self) -> String {
+        if self.info.is_ca {
+            return "CA".into();
+        }
+        self.info.ext_key_usage.join(", ")
+    }
+
+    pub fn not_after(&self) -> String {
+        let t = self.info.not_after;
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
+            t.year(),
+            t.month() as u8,
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    }
+}
+
+#[derive(Template)]
+#[template(path = "PKI.md", escape = "none")]
+pub struct Inventory<'a> {
+    pub cluster: &'a str,
+    pub rows: Vec<InventoryRow>,
+}

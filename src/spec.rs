@@ -1,0 +1,527 @@
+//! The cluster spec: what the user writes (`RawSpec`, serde) and what the rest of the pipeline uses (`Cluster`,
+//! validated and resolved).
+//!
+//! Every problem is reported with the file, the field path (`nodes[2].address`), the bad value and what would be
+//! valid. All problems of a spec are collected, not just the first, so one run shows everything to fix.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::net::{Cidr, Host, San};
+
+/// The spec as written. Field names are the YAML keys; unknown keys are errors.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawSpec {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default = "default_name")]
+    pub name: String,
+    pub kubernetes_version: String,
+    #[serde(default)]
+    pub control_plane_endpoint: String,
+    #[serde(default)]
+    pub networking: RawNetworking,
+    #[serde(default)]
+    pub pki: RawPki,
+    #[serde(default)]
+    pub api_server: RawApiServer,
+    /// Host directories with CA bundles that the apiserver and controller-manager mount read-only (kubeadm mounts
+    /// the ones that exist on the host it runs on; kubeforge runs elsewhere, so the spec says).
+    #[serde(default = "default_ca_dirs", rename = "hostCACertDirs")]
+    pub host_ca_cert_dirs: Vec<String>,
+    pub nodes: Vec<RawNode>,
+}
+
+fn default_name() -> String {
+    "kubernetes".into()
+}
+
+/// kubeadm's conditional CA directories as found on a Debian or Ubuntu host (kubeadm-facts §3.1, O1).
+pub const DEBIAN_CA_DIRS: [&str; 3] =
+    ["/etc/ca-certificates", "/usr/local/share/ca-certificates", "/usr/share/ca-certificates"];
+
+fn default_ca_dirs() -> Vec<String> {
+    DEBIAN_CA_DIRS.iter().map(|s| s.to_string()).collect()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawNetworking {
+    #[serde(default = "default_service_subnet")]
+    pub service_subnet: String,
+    #[serde(default)]
+    pub pod_subnet: String,
+    #[serde(default = "default_dns_domain")]
+    pub dns_domain: String,
+}
+
+impl Default for RawNetworking {
+    fn default() -> Self {
+        Self { service_subnet: default_service_subnet(), pod_subnet: String::new(), dns_domain: default_dns_domain() }
+    }
+}
+
+fn default_service_subnet() -> String {
+    "10.96.0.0/12".into()
+}
+fn default_dns_domain() -> String {
+    "cluster.local".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawPki {
+    #[serde(default = "default_algorithm")]
+    pub key_algorithm: String,
+    #[serde(default = "default_ca_validity")]
+    pub ca_validity: String,
+    #[serde(default = "default_cert_validity")]
+    pub certificate_validity: String,
+}
+
+impl Default for RawPki {
+    fn default() -> Self {
+        Self {
+            key_algorithm: default_algorithm(),
+            ca_validity: default_ca_validity(),
+            certificate_validity: default_cert_validity(),
+        }
+    }
+}
+
+fn default_algorithm() -> String {
+    "ECDSA-P256".into()
+}
+fn default_ca_validity() -> String {
+    "87600h".into()
+}
+fn default_cert_validity() -> String {
+    "8760h".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawApiServer {
+    #[serde(default, rename = "certSANs")]
+    pub cert_sans: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawNode {
+    pub name: String,
+    pub role: String,
+    pub address: String,
+    #[serde(default)]
+    pub sans: Vec<String>,
+}
+
+/// A validated cluster: every value parsed, every default applied.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub name: String,
+    pub version: Version,
+    /// `controlPlaneEndpoint`, if set.
+    pub endpoint: Option<Endpoint>,
+    /// `networking.serviceSubnet` as written (it goes verbatim into `--service-cluster-ip-range`).
+    pub service_subnet: String,
+    pub service_cidrs: Vec<Cidr>,
+    pub pod_subnet: String,
+    pub dns_domain: String,
+    pub key_algorithm: KeyAlgorithm,
+    /// Seconds.
+    pub ca_validity: i64,
+    /// Seconds.
+    pub cert_validity: i64,
+    pub cert_sans: Vec<San>,
+    pub host_ca_cert_dirs: Vec<String>,
+    pub nodes: Vec<Node>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v1.{}.{}", self.minor, self.patch)
+    }
+}
+
+/// The Kubernetes minor versions kubeforge knows the kubeadm output of (kubeadm-facts §6).
+pub const SUPPORTED_MINORS: std::ops::RangeInclusive<u32> = 31..=34;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: Host,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    ControlPlane,
+    Worker,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    pub role: Role,
+    pub address: IpAddr,
+    pub sans: Vec<San>,
+}
+
+impl Node {
+    pub fn is_control_plane(&self) -> bool {
+        self.role == Role::ControlPlane
+    }
+}
+
+/// kubeadm's `encryptionAlgorithm` values; kubeforge's default is ECDSA-P256 (kubeadm's is RSA-2048).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    Rsa2048,
+    Rsa3072,
+    Rsa4096,
+    EcdsaP256,
+    EcdsaP384,
+}
+
+impl KeyAlgorithm {
+    pub const ALL: [(&'static str, KeyAlgorithm); 5] = [
+        ("RSA-2048", KeyAlgorithm::Rsa2048),
+        ("RSA-3072", KeyAlgorithm::Rsa3072),
+        ("RSA-4096", KeyAlgorithm::Rsa4096),
+        ("ECDSA-P256", KeyAlgorithm::EcdsaP256),
+        ("ECDSA-P384", KeyAlgorithm::EcdsaP384),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, a)| *a == self).map(|(n, _)| *n).unwrap()
+    }
+}
+
+/// One problem in a spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Field path, e.g. `nodes[2].address`; empty for the document itself.
+    pub path: String,
+    pub message: String,
+}
+
+/// A spec that cannot be used: the file and every problem found in it.
+#[derive(Debug)]
+pub struct SpecError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(f, "{}: invalid cluster spec ({n} problem{}):", self.file.display(), if n == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            if p.path.is_empty() {
+                write!(f, "\n  - {}", p.message)?;
+            } else {
+                write!(f, "\n  - {}: {}", p.path, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// Parses and validates a spec. `file` is only used in messages.
+pub fn parse(file: &Path, text: &str) -> Result<Cluster, SpecError> {
+    let err = |problems| SpecError { file: file.to_path_buf(), problems };
+    let de = serde_yaml::Deserializer::from_str(text);
+    let raw: RawSpec = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        err(vec![Problem { path, message: e.into_inner().to_string() }])
+    })?;
+    validate(&raw).map_err(err)
+}
+
+/// Reads, parses and validates a spec file.
+pub fn load(file: &Path) -> Result<Cluster, SpecError> {
+    let text = std::fs::read_to_string(file).map_err(|e| SpecError {
+        file: file.to_path_buf(),
+        problems: vec![Problem { path: String::new(), message: format!("cannot read the file: {e}") }],
+    })?;
+    parse(file, &text)
+}
+
+struct Check {
+    problems: Vec<Problem>,
+}
+
+impl Check {
+    fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem { path: path.into(), message: message.into() });
+    }
+}
+
+fn validate(raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
+    let mut c = Check { problems: Vec::new() };
+    if raw.api_version != "kubeforge/v1alpha1" {
+        c.fail("apiVersion", format!("{:?} is not supported; use \"kubeforge/v1alpha1\"", raw.api_version));
+    }
+    if raw.kind != "Cluster" {
+        c.fail("kind", format!("{:?} is not supported; use \"Cluster\"", raw.kind));
+    }
+    if !crate::net::is_dns_label(&raw.name) {
+        c.fail(
+            "name",
+            format!(
+                "{:?} is not a valid cluster name (a DNS-1123 label: lowercase letters, digits and '-', at most 63)",
+                raw.name
+            ),
+        );
+    }
+    let version = parse_version(&raw.kubernetes_version).unwrap_or_else(|m| {
+        c.fail("kubernetesVersion", m);
+        Version { minor: *SUPPORTED_MINORS.end(), patch: 0 }
+    });
+
+    let endpoint = if raw.control_plane_endpoint.is_empty() {
+        None
+    } else {
+        match crate::net::parse_host_port(&raw.control_plane_endpoint) {
+            Ok((host, port)) => Some(Endpoint { host, port: port.unwrap_or(crate::API_SERVER_PORT) }),
+            Err(m) => {
+                c.fail("controlPlaneEndpoint", format!("{:?}: {m}", raw.control_plane_endpoint));
+                None
+            }
+        }
+    };
+
+    let service_cidrs = subnets(&mut c, "networking.serviceSubnet", &raw.networking.service_subnet, true);
+    if !raw.networking.pod_subnet.is_empty() {
+        subnets(&mut c, "networking.podSubnet", &raw.networking.pod_subnet, false);
+    }
+    if !crate::net::is_dns_subdomain(&raw.networking.dns_domain) {
+        c.fail(
+            "networking.dnsDomain",
+            format!("{:?} is not a valid DNS domain (RFC 1123 subdomain)", raw.networking.dns_domain),
+        );
+    }
+
+    let key_algorithm =
+        KeyAlgorithm::ALL.iter().find(|(n, _)| *n == raw.pki.key_algorithm).map(|(_, a)| *a).unwrap_or_else(|| {
+            let names: Vec<&str> = KeyAlgorithm::ALL.iter().map(|(n, _)| *n).collect();
+            c.fail("pki.keyAlgorithm", format!("{:?} is not one of {}", raw.pki.key_algorithm, names.join(", ")));
+            KeyAlgorithm::EcdsaP256
+        });
+    let ca_validity = duration(&mut c, "pki.caValidity", &raw.pki.ca_validity);
+    let cert_validity = duration(&mut c, "pki.certificateValidity", &raw.pki.certificate_validity);
+    if ca_validity > 0 && cert_validity > ca_validity {
+        c.fail(
+            "pki.certificateValidity",
+            format!(
+                "{:?} is longer than pki.caValidity {:?}: a certificate cannot outlive the CA that signs it",
+                raw.pki.certificate_validity, raw.pki.ca_validity
+            ),
+        );
+    }
+
+    let cert_sans = sans(&mut c, "apiServer.certSANs", &raw.api_server.cert_sans);
+
+    let mut host_ca_cert_dirs = Vec::new();
+    for (i, d) in raw.host_ca_cert_dirs.iter().enumerate() {
+        if crate::net::is_clean_abs_path(d) {
+            host_ca_cert_dirs.push(d.clone());
+        } else {
+            c.fail(format!("hostCACertDirs[{i}]"), format!("{d:?} is not a clean absolute path"));
+        }
+    }
+
+    let mut nodes = Vec::new();
+    let mut names = BTreeSet::new();
+    let mut addresses = BTreeSet::new();
+    for (i, n) in raw.nodes.iter().enumerate() {
+        let at = |f: &str| format!("nodes[{i}].{f}");
+        if !crate::net::is_dns_subdomain(&n.name) {
+            c.fail(
+                at("name"),
+                format!(
+                    "{:?} is not a valid node name: a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', \
+                     labels of at most 63 characters starting and ending with a letter or digit)",
+                    n.name
+                ),
+            );
+        } else if !names.insert(n.name.as_str()) {
+            c.fail(at("name"), format!("{:?} is used by another node; node names are unique", n.name));
+        }
+        let role = match n.role.as_str() {
+            "control-plane" => Role::ControlPlane,
+            "worker" => Role::Worker,
+            other => {
+                c.fail(at("role"), format!("{other:?} is not one of control-plane, worker"));
+                Role::Worker
+            }
+        };
+        let address = match n.address.parse::<IpAddr>() {
+            Ok(a) if a.is_unspecified() || a.is_multicast() => {
+                c.fail(at("address"), format!("{:?} cannot be a node address (unspecified or multicast)", n.address));
+                a
+            }
+            Ok(a) => {
+                if !addresses.insert(a) {
+                    c.fail(at("address"), format!("{:?} is used by another node; addresses are unique", n.address));
+                }
+                a
+            }
+            Err(_) => {
+                c.fail(at("address"), format!("{:?} is not an IPv4 or IPv6 address", n.address));
+                IpAddr::from([127, 0, 0, 1])
+            }
+        };
+        let node_sans = sans(&mut c, &at("sans"), &n.sans);
+        nodes.push(Node { name: n.name.clone(), role, address, sans: node_sans });
+    }
+    if raw.nodes.is_empty() {
+        c.fail("nodes", "the cluster has no nodes; list at least one node with role control-plane");
+    } else if !nodes.iter().any(Node::is_control_plane) {
+        c.fail("nodes", "no node has role control-plane; a cluster needs at least one");
+    }
+
+    if !c.problems.is_empty() {
+        return Err(c.problems);
+    }
+    Ok(Cluster {
+        name: raw.name.clone(),
+        version,
+        endpoint,
+        service_subnet: raw.networking.service_subnet.clone(),
+        service_cidrs,
+        pod_subnet: raw.networking.pod_subnet.clone(),
+        dns_domain: raw.networking.dns_domain.clone(),
+        key_algorithm,
+        ca_validity,
+        cert_validity,
+        cert_sans,
+        host_ca_cert_dirs,
+        nodes,
+    })
+}
+
+fn parse_version(s: &str) -> Result<Version, String> {
+    let bad = || {
+        format!(
+            "{s:?} is not a Kubernetes version of the form v1.MINOR.PATCH (supported: v1.{}.x to v1.{}.x)",
+            SUPPORTED_MINORS.start(),
+            SUPPORTED_MINORS.end()
+        )
+    };
+    let rest = s.strip_prefix("v1.").ok_or_else(bad)?;
+    let (minor, patch) = rest.split_once('.').ok_or_else(bad)?;
+    let num = |x: &str| {
+        if !x.is_empty() && x.len() <= 4 && x.bytes().all(|b| b.is_ascii_digit()) && (x == "0" || !x.starts_with('0')) {
+            x.parse::<u32>().ok()
+        } else {
+            None
+        }
+    };
+    let (minor, patch) = (num(minor).ok_or_else(bad)?, num(patch).ok_or_else(bad)?);
+    if !SUPPORTED_MINORS.contains(&minor) {
+        return Err(format!(
+            "{s:?} is not supported: kubeforge knows kubeadm's output for v1.{}.x to v1.{}.x",
+            SUPPORTED_MINORS.start(),
+            SUPPORTED_MINORS.end()
+        ));
+    }
+    Ok(Version { minor, patch })
+}
+
+/// A comma-separated list of one CIDR, or two of different families (dual-stack).
+fn subnets(c: &mut Check, path: &str, value: &str, service: bool) -> Vec<Cidr> {
+    let mut out = Vec::new();
+    for part in value.split(',') {
+        match part.parse::<Cidr>() {
+            Ok(cidr) => out.push(cidr),
+            Err(m) => {
+                c.fail(path, format!("{value:?}: {part:?} {m}"));
+                return out;
+            }
+        }
+    }
+    if out.len() > 2 || (out.len() == 2 && out[0].addr.is_ipv4() == out[1].addr.is_ipv4()) {
+        c.fail(path, format!("{value:?}: use one CIDR, or two of different families (IPv4,IPv6) for dual-stack"));
+    }
+    if service {
+        for cidr in &out {
+            // The apiserver's service VIP (index 1) and the DNS service (index 10) must fit.
+            if cidr.host_bits() < 4 {
+                c.fail(
+                    path,
+                    format!(
+                        "{value:?}: {cidr} is too small for the service VIP and cluster DNS (/28 at most for IPv4)"
+                    ),
+                );
+            }
+            if !cidr.addr.is_ipv4() && cidr.prefix < 108 {
+                c.fail(
+                    path,
+                    format!("{value:?}: an IPv6 service subnet must be /108 or smaller (kube-apiserver's limit)"),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A Go duration of whole hours, minutes and seconds (`87600h`, `8760h0m0s`, `90m`), in seconds.
+fn duration(c: &mut Check, path: &str, value: &str) -> i64 {
+    match parse_duration(value) {
+        Some(s) if s > 0 => s,
+        _ => {
+            c.fail(path, format!("{value:?} is not a positive duration such as \"8760h\" or \"720h30m\""));
+            0
+        }
+    }
+}
+
+pub fn parse_duration(value: &str) -> Option<i64> {
+    let mut total: i64 = 0;
+    let mut num = String::new();
+    let mut any = false;
+    for ch in value.chars() {
+        if ch.is_ascii_digit() {
+            num.push(ch);
+            continue;
+        }
+        let unit = match ch {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+        let n: i64 = num.parse().ok()?;
+        total = total.checked_add(n.checked_mul(unit)?)?;
+        num.clear();
+        any = true;
+    }
+    // 1000 years is far beyond any sane validity and keeps dates inside X.509's GeneralizedTime range.
+    (num.is_empty() && any && total <= 1000 * 365 * 86400).then_some(total)
+}
+
+fn sans(c: &mut Check, path: &str, values: &[String]) -> Vec<San> {
+    let mut out = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        match v.parse::<San>() {
+            Ok(s) => out.push(s),
+            Err(m) => c.fail(format!("{path}[{i}]"), format!("{v:?} {m}")),
+        }
+    }
+    out
+}
