@@ -4,6 +4,7 @@
 //! [`pki`] (keys and certificates) → [`render`] (kubeconfigs, static pods, RBAC, inventory) → [`output`] (atomic
 //! writes with modes).
 
+pub mod cli;
 pub mod generate;
 pub mod net;
 pub mod output;

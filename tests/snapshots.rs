@@ -1,0 +1,120 @@
+//! Snapshots lock the generated output of every fixture, byte for byte.
+//!
+//! The clock and the key source are fixed, so the output is the same on every machine. Each fixture gets one
+//! snapshot listing every file (mode, kind, SHA-256 of the exact bytes: this is what locks certificates and keys)
+//! and one snapshot per readable file (manifests, kubeconfigs with their base64 blobs replaced by what they hold,
+//! the PKI inventory, the RBAC objects), so a reviewer reads a flag or SAN change as a one-line diff. Private key
+//! material never appears in a snapshot, only its hash.
+//!
+//! These tests say the output did not change; `tests/kubeadm_facts.rs` and the real-component tests say it is right.
+
+use std::path::Path;
+
+use base64::Engine;
+use kubeforge::output::{Kind, Tree};
+use kubeforge::pki::keys::KeySource;
+use sha2::{Digest, Sha256};
+
+const NOW: &str = "2026-01-01T00:00:00Z";
+const SEED: u64 = 42;
+
+fn generate(fixture: &str) -> Tree {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(format!("{fixture}.yaml"));
+    let cluster = kubeforge::spec::load(&path).unwrap();
+    let empty_store = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/does-not-exist");
+    let now = kubeforge::parse_instant(NOW).unwrap();
+    kubeforge::generate(&cluster, &empty_store, &KeySource::seeded(SEED), now).unwrap().tree
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A kubeconfig's `*-data` fields show what they contain instead of base64.
+fn readable_kubeconfig(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let Some((key, value)) = line.split_once(": ") else { return line.to_string() };
+            if !key.trim_end().ends_with("-data") {
+                return line.to_string();
+            }
+            let pem = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(value).unwrap()).unwrap();
+            let digest = &hex(&Sha256::digest(pem.as_bytes()))[..16];
+            let what = if pem.contains("PRIVATE KEY") {
+                "private key".to_string()
+            } else {
+                let info = kubeforge::pki::inspect::CertInfo::from_pem(&pem).unwrap();
+                format!("certificate {} issued by {}", info.subject, info.issuer)
+            };
+            format!("{key}: <{what}, sha256 {digest}…>")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn snapshot_fixture(fixture: &str) {
+    let tree = generate(fixture);
+    let listing: String = tree
+        .files
+        .iter()
+        .map(|(path, e)| {
+            format!("{:o} {:<11} {} {path}\n", e.mode, format!("{:?}", e.kind), &hex(&Sha256::digest(&e.bytes))[..16])
+        })
+        .collect();
+    insta::assert_snapshot!(format!("{fixture}__files"), listing);
+
+    for (path, e) in &tree.files {
+        // Per-node copies of store material and kubeconfigs are covered by the listing; the readable files of
+        // the first control-plane node and the first worker are shown in full.
+        let text = std::str::from_utf8(&e.bytes).unwrap();
+        let shown = match e.kind {
+            Kind::Manifest | Kind::Rbac | Kind::Inventory => text.to_string(),
+            Kind::Kubeconfig => readable_kubeconfig(text),
+            _ => continue,
+        };
+        let name = format!("{fixture}__{}", path.replace('/', "_"));
+        insta::assert_snapshot!(name, shown);
+    }
+}
+
+#[test]
+fn demo_one_control_plane_two_workers_ecdsa() {
+    snapshot_fixture("demo");
+}
+
+#[test]
+fn rsa_2048_on_v1_33_behind_a_load_balancer() {
+    snapshot_fixture("rsa-v1.33");
+}
+
+#[test]
+fn ipv6_p384() {
+    snapshot_fixture("ipv6");
+}
+
+#[test]
+fn output_is_deterministic_for_a_seeded_source() {
+    let (a, b) = (generate("demo"), generate("demo"));
+    assert_eq!(a.files.len(), b.files.len());
+    for ((pa, ea), (pb, eb)) in a.files.iter().zip(&b.files) {
+        assert_eq!(pa, pb);
+        assert!(ea.bytes == eb.bytes, "{pa} differs between two runs with the same seed and clock");
+    }
+}
+
+#[test]
+fn no_snapshot_shows_key_material() {
+    for fixture in ["demo", "rsa-v1.33", "ipv6"] {
+        let tree = generate(fixture);
+        for (path, e) in &tree.files {
+            let text = String::from_utf8_lossy(&e.bytes);
+            let shown = match e.kind {
+                Kind::Manifest | Kind::Rbac | Kind::Inventory => text.to_string(),
+                Kind::Kubeconfig => readable_kubeconfig(&text),
+                _ => continue,
+            };
+            assert!(!shown.contains("PRIVATE KEY"), "{fixture}/{path}: a snapshot would show a private key");
+            assert!(!shown.contains("LS0tLS1CRUdJTi"), "{fixture}/{path}: a snapshot would show base64 PEM");
+        }
+    }
+}

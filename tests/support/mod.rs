@@ -1,0 +1,280 @@
+//! Helpers shared by the integration tests (`mod support;` in each test file). std only.
+//!
+//! The real tools (etcd, etcdctl, kubectl, openssl, kubernetes-validate) are installed by
+//! `cargo xtask test`, which hands their paths to the tests in `KUBEFORGE_*` env vars.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::Read;
+use std::net::{IpAddr, TcpListener};
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long `run` waits for a command before killing it.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The path of a tool from its env var, e.g. `tool("KUBEFORGE_ETCD")`.
+pub fn tool(var: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(v) if !v.is_empty() => {
+            let p = PathBuf::from(v);
+            assert!(p.is_file(), "${var} points to {}, which does not exist; rerun `cargo xtask test`", p.display());
+            p
+        }
+        _ => panic!(
+            "${var} is not set: run the tests through `cargo xtask test`, which installs etcd/kubectl/openssl \
+             (and kubernetes-validate) and passes their paths to the tests"
+        ),
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    free_port_on("127.0.0.1")
+}
+
+/// A TCP port on `ip` (`"127.0.0.1"`, `"::1"` or `"[::1]"`) that was free a moment ago. A port is
+/// never handed out twice in one test binary, so parallel tests in it do not collide.
+pub fn free_port_on(ip: &str) -> u16 {
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let addr: IpAddr = ip
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .unwrap_or_else(|e| panic!("free_port_on({ip:?}): not an IP address: {e}"));
+    for _ in 0..100 {
+        let l = TcpListener::bind((addr, 0)).unwrap_or_else(|e| panic!("cannot bind {addr} port 0: {e}"));
+        let port = l.local_addr().expect("local_addr").port();
+        let mut set = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+        if set.get_or_insert_with(HashSet::new).insert(port) {
+            return port;
+        }
+    }
+    panic!("no free port found on {addr}");
+}
+
+/// A process started by a test. Dropping it kills the process and reaps it, so it is stopped
+/// even when the test panics. Declare it after the `TempDir` it writes into, so that it is
+/// dropped (killed) first.
+pub struct Proc {
+    child: Child,
+    name: String,
+    log: PathBuf,
+}
+
+/// Starts `cmd` with stdin closed and stdout and stderr both appended to the file `log`
+/// (created, with its parent dirs).
+pub fn spawn(mut cmd: Command, log: &Path) -> Proc {
+    if let Some(dir) = log.parent() {
+        fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    }
+    let out = fs::File::create(log).unwrap_or_else(|e| panic!("cannot create log {}: {e}", log.display()));
+    let err = out.try_clone().expect("clone log file handle");
+    let name = format!("{cmd:?}");
+    let child =
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    Proc { child, name, log: log.to_path_buf() }
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the process wrote so far (stdout and stderr).
+    pub fn log(&self) -> String {
+        fs::read(&self.log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// `Some(status)` once the process has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Like [`wait_until`], but fails at once if the process exits, and puts its log in the panic.
+    pub fn wait_until(&mut self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(20);
+        loop {
+            if f() {
+                return;
+            }
+            if let Some(status) = self.exited() {
+                panic!("{} exited ({status}) while waiting for {what}; its log:\n{}", self.name, self.log());
+            }
+            if start.elapsed() > timeout {
+                panic!("timed out after {timeout:?} waiting for {what}; log of {}:\n{}", self.name, self.log());
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    /// Kills the process now and waits for it; returns its log.
+    pub fn stop(mut self) -> String {
+        self.kill_and_wait();
+        self.log()
+    }
+
+    fn kill_and_wait(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill_and_wait();
+    }
+}
+
+/// Calls `f` until it returns true; panics with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if f() {
+            return;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// A fresh directory under the system temp dir, removed on drop unless `KUBEFORGE_KEEP_TMP` is set.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+/// Creates `<tmp>/kubeforge-<pid>-<n>-<name>`.
+pub fn temp_dir(name: &str) -> TempDir {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let clean: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let path = std::env::temp_dir().join(format!("kubeforge-{}-{n}-{clean}", std::process::id()));
+    if path.exists() {
+        // Left over by an earlier process with the same pid.
+        let _ = fs::remove_dir_all(&path);
+    }
+    fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+    TempDir { path }
+}
+
+impl TempDir {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("KUBEFORGE_KEEP_TMP").is_some() {
+            eprintln!("keeping {} (KUBEFORGE_KEEP_TMP is set)", self.path.display());
+        } else {
+            if std::thread::panicking() {
+                eprintln!("removing {}; set KUBEFORGE_KEEP_TMP=1 to keep it", self.path.display());
+            }
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Runs `cmd` (stdin closed, output captured) and returns its output; panics, showing the command
+/// line, its status, stdout and stderr, if it cannot start, fails, or runs past `RUN_TIMEOUT`.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = output(cmd);
+    if !out.status.success() {
+        panic!("command failed ({}): {cmd:?}{}", out.status, show(&out));
+    }
+    out
+}
+
+/// Runs `cmd` and returns its output, and panics (showing the command line) if it succeeds.
+pub fn run_fail(cmd: &mut Command) -> Output {
+    let out = output(cmd);
+    if out.status.success() {
+        panic!("command succeeded but was expected to fail: {cmd:?}{}", show(&out));
+    }
+    out
+}
+
+/// Runs `cmd` and returns its output whatever its exit status; panics (showing the command line)
+/// only if it cannot start or runs past `RUN_TIMEOUT`.
+pub fn output(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let pipe = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out_t = pipe(child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
+    let err_t = pipe(child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap_or_else(|e| panic!("wait for {cmd:?}: {e}")) {
+            break s;
+        }
+        if start.elapsed() > RUN_TIMEOUT {
+            let _ = child.kill();
+            let out = Output {
+                status: child.wait().expect("wait"),
+                stdout: out_t.join().unwrap_or_default(),
+                stderr: err_t.join().unwrap_or_default(),
+            };
+            panic!("timed out after {RUN_TIMEOUT:?}: {cmd:?}{}", show(&out));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output { status, stdout: out_t.join().unwrap_or_default(), stderr: err_t.join().unwrap_or_default() }
+}
+
+/// stdout and stderr of `out` as text, for panic messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        String::from_utf8_lossy(&out.stderr).trim_end()
+    )
+}
+
+/// stdout of `out` as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
