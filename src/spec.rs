@@ -247,7 +247,14 @@ pub fn parse(file: &Path, text: &str) -> Result<Cluster, SpecError> {
     let raw: RawSpec = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        err(vec![Problem { path, message: e.into_inner().to_string() }])
+        // The YAML library prefixes its own (coarser) location, e.g. "nodes[1]: unknown field"; the path above
+        // already says where, so keep only the message and its line and column.
+        let message = e.into_inner().to_string();
+        let message = match message.split_once(": ") {
+            Some((loc, rest)) if !loc.contains(' ') && !loc.is_empty() => rest.to_string(),
+            _ => message,
+        };
+        err(vec![Problem { path, message }])
     })?;
     validate(&raw).map_err(err)
 }
@@ -449,6 +456,10 @@ fn subnets(c: &mut Check, path: &str, value: &str, service: bool) -> Vec<Cidr> {
     for part in value.split(',') {
         match part.parse::<Cidr>() {
             Ok(cidr) => out.push(cidr),
+            Err(m) if part == value => {
+                c.fail(path, format!("{value:?} {m}"));
+                return out;
+            }
             Err(m) => {
                 c.fail(path, format!("{value:?}: {part:?} {m}"));
                 return out;
