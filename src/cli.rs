@@ -56,11 +56,12 @@ pub fn run_gen(args: &[String]) -> Result<String, Error> {
     let mut s = String::new();
     let cps = cluster.nodes.iter().filter(|n| n.is_control_plane()).count();
     s += &format!(
-        "kubeforge: cluster {:?} ({}), {} nodes ({cps} control plane, {} workers), {}\n",
+        "kubeforge: cluster {:?} ({}), {} nodes ({cps} control plane, {} worker{}), {}\n",
         cluster.name,
         cluster.version,
         cluster.nodes.len(),
         cluster.nodes.len() - cps,
+        if cluster.nodes.len() - cps == 1 { "" } else { "s" },
         cluster.key_algorithm.name()
     );
     let certs = &generated.pki.certs;

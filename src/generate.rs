@@ -1,5 +1,6 @@
 //! The whole pipeline for one cluster: plan, PKI, render, assemble the output tree.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use askama::Template;
@@ -46,6 +47,7 @@ pub fn generate(cluster: &Cluster, store: &Path, keys: &KeySource, now: OffsetDa
     tree.add("pki/sa.pub", pki.sa.pub_pem.clone(), MODE_SECRET, Kind::PublicKey);
 
     let ca_pem = &pki.get(&plan::store_id(ProfileId::Ca.profile(), None)).cert_pem;
+    let mut flag_uses: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
 
     // Per-node bundles, laid out like the node's filesystem.
     for (i, node) in cluster.nodes.iter().enumerate() {
@@ -88,13 +90,26 @@ pub fn generate(cluster: &Cluster, store: &Path, keys: &KeySource, now: OffsetDa
             tree.add(format!("{root}{}/{}", manifests::K8S_DIR, k.file), text, MODE_SECRET, Kind::Kubeconfig);
         }
         if cp {
-            let pods = [
-                manifests::etcd(cluster, node),
+            if let Some(ca) = &pki.external_etcd_ca {
+                tree.add(format!("{root}{}/etcd/ca.crt", manifests::PKI_DIR), ca.clone(), MODE_CERT, Kind::CaCert);
+            }
+            let mut pods = vec![
                 manifests::kube_apiserver(cluster, node),
                 manifests::kube_controller_manager(cluster),
                 manifests::kube_scheduler(cluster),
             ];
+            if cluster.stacked_etcd() {
+                pods.insert(0, manifests::etcd(cluster, node));
+            }
             for pod in pods {
+                // Which file each flag names, for the index's usedBy.
+                for arg in &pod.command[1..] {
+                    let Some((flag, value)) = arg.split_once('=') else { continue };
+                    for v in value.split(',').filter(|v| v.starts_with('/')) {
+                        let use_ = format!("{} {flag}", pod.name);
+                        flag_uses.entry((node.name.clone(), v.to_string())).or_default().push(use_);
+                    }
+                }
                 let text = finish(pod.render().expect("static pod template"));
                 let path = format!("{root}{}/manifests/{}.yaml", manifests::K8S_DIR, pod.name);
                 tree.add(path, text, MODE_SECRET, Kind::Manifest);
@@ -122,6 +137,9 @@ pub fn generate(cluster: &Cluster, store: &Path, keys: &KeySource, now: OffsetDa
     }
     let inv = Inventory { cluster: &cluster.name, rows };
     tree.add("PKI.md", finish(inv.render().expect("inventory template")), MODE_PUBLIC, Kind::Inventory);
+
+    let index = crate::index::build(cluster, &tree, &pki, &flag_uses).map_err(Error::new)?;
+    tree.add("index.json", crate::index::to_json(&index), MODE_PUBLIC, Kind::Index);
 
     Ok(Generated { tree, pki })
 }

@@ -24,6 +24,7 @@ pub enum Kind {
     Manifest,
     Rbac,
     Inventory,
+    Index,
 }
 
 impl Kind {

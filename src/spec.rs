@@ -30,6 +30,8 @@ pub struct RawSpec {
     pub pki: RawPki,
     #[serde(default)]
     pub api_server: RawApiServer,
+    #[serde(default)]
+    pub etcd: RawEtcd,
     /// Host directories with CA bundles that the apiserver and controller-manager mount read-only (kubeadm mounts
     /// the ones that exist on the host it runs on; kubeforge runs elsewhere, so the spec says).
     #[serde(default = "default_ca_dirs", rename = "hostCACertDirs")]
@@ -111,6 +113,40 @@ pub struct RawApiServer {
     pub cert_sans: Vec<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawEtcd {
+    /// An etcd cluster that kubeforge does not run; absent = stacked etcd on every control-plane node.
+    #[serde(default)]
+    pub external: Option<RawExternalEtcd>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawExternalEtcd {
+    pub endpoints: Vec<String>,
+    /// Paths on the control-plane nodes (kubeadm's `etcd.external.caFile/certFile/keyFile`).
+    #[serde(default)]
+    pub ca_file: String,
+    #[serde(default)]
+    pub cert_file: String,
+    #[serde(default)]
+    pub key_file: String,
+    /// The external etcd's CA, on the machine running kubeforge: kubeforge then issues kube-apiserver's etcd
+    /// client certificate from it and installs both under /etc/kubernetes/pki (instead of caFile/certFile/keyFile).
+    #[serde(default, rename = "clientCA")]
+    pub client_ca: Option<RawCaFiles>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawCaFiles {
+    /// PEM certificate, relative to the spec file.
+    pub cert: String,
+    /// PEM private key (SEC 1, PKCS#1 or PKCS#8), relative to the spec file.
+    pub key: String,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawNode {
@@ -140,7 +176,32 @@ pub struct Cluster {
     pub cert_validity: i64,
     pub cert_sans: Vec<San>,
     pub host_ca_cert_dirs: Vec<String>,
+    pub etcd: Etcd,
     pub nodes: Vec<Node>,
+}
+
+/// Where the cluster's etcd runs.
+#[derive(Debug, Clone)]
+pub enum Etcd {
+    /// One member per control-plane node, as static pods (kubeadm's default).
+    Stacked,
+    External(ExternalEtcd),
+}
+
+#[derive(Debug, Clone)]
+pub struct ExternalEtcd {
+    pub endpoints: Vec<String>,
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    /// PEM certificate and key of the CA kubeforge signs kube-apiserver's etcd client certificate with.
+    pub client_ca: Option<(String, String)>,
+}
+
+impl Cluster {
+    pub fn stacked_etcd(&self) -> bool {
+        matches!(self.etcd, Etcd::Stacked)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -256,7 +317,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Cluster, SpecError> {
         };
         err(vec![Problem { path, message }])
     })?;
-    validate(&raw).map_err(err)
+    validate(file, &raw).map_err(err)
 }
 
 /// Reads, parses and validates a spec file.
@@ -278,7 +339,7 @@ impl Check {
     }
 }
 
-fn validate(raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
+fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
     let mut c = Check { problems: Vec::new() };
     if raw.api_version != "kubeforge/v1alpha1" {
         c.fail("apiVersion", format!("{:?} is not supported; use \"kubeforge/v1alpha1\"", raw.api_version));
@@ -352,6 +413,11 @@ fn validate(raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
         }
     }
 
+    let etcd = match &raw.etcd.external {
+        None => Etcd::Stacked,
+        Some(x) => Etcd::External(external_etcd(&mut c, file, x)),
+    };
+
     let mut nodes = Vec::new();
     let mut names = BTreeSet::new();
     let mut addresses = BTreeSet::new();
@@ -418,8 +484,59 @@ fn validate(raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
         cert_validity,
         cert_sans,
         host_ca_cert_dirs,
+        etcd,
         nodes,
     })
+}
+
+fn external_etcd(c: &mut Check, file: &Path, x: &RawExternalEtcd) -> ExternalEtcd {
+    if x.endpoints.is_empty() {
+        c.fail("etcd.external.endpoints", "list at least one etcd client URL, e.g. https://10.0.0.5:2379");
+    }
+    for (i, e) in x.endpoints.iter().enumerate() {
+        let ok = e
+            .strip_prefix("https://")
+            .or_else(|| e.strip_prefix("http://"))
+            .is_some_and(|hp| crate::net::parse_host_port(hp).is_ok_and(|(_, port)| port.is_some()));
+        if !ok {
+            c.fail(
+                format!("etcd.external.endpoints[{i}]"),
+                format!("{e:?} is not a URL of the form https://HOST:PORT"),
+            );
+        }
+    }
+    let path = |c: &mut Check, field: &str, v: &str| -> Option<String> {
+        if v.is_empty() {
+            return None;
+        }
+        if !crate::net::is_clean_abs_path(v) {
+            c.fail(format!("etcd.external.{field}"), format!("{v:?} is not a clean absolute path on the nodes"));
+        }
+        Some(v.to_string())
+    };
+    let (ca_file, cert_file, key_file) =
+        (path(c, "caFile", &x.ca_file), path(c, "certFile", &x.cert_file), path(c, "keyFile", &x.key_file));
+    if cert_file.is_some() != key_file.is_some() {
+        c.fail("etcd.external", "set both certFile and keyFile, or neither");
+    }
+    let client_ca = x.client_ca.as_ref().and_then(|ca| {
+        if ca_file.is_some() || cert_file.is_some() {
+            c.fail(
+                "etcd.external.clientCA",
+                "kubeforge installs the CA and the client certificate it issues itself; leave caFile, certFile and keyFile empty",
+            );
+        }
+        let base = file.parent().unwrap_or(Path::new("."));
+        let mut read = |field: &str, rel: &str| match std::fs::read_to_string(base.join(rel)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                c.fail(format!("etcd.external.clientCA.{field}"), format!("{rel:?}: cannot read {}: {e}", base.join(rel).display()));
+                None
+            }
+        };
+        Some((read("cert", &ca.cert)?, read("key", &ca.key)?))
+    });
+    ExternalEtcd { endpoints: x.endpoints.clone(), ca_file, cert_file, key_file, client_ca }
 }
 
 fn parse_version(s: &str) -> Result<Version, String> {

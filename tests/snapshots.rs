@@ -17,6 +17,8 @@ use sha2::{Digest, Sha256};
 
 const NOW: &str = "2026-01-01T00:00:00Z";
 const SEED: u64 = 42;
+const FIXTURES: [&str; 8] =
+    ["demo", "rsa-v1.33", "ipv6", "ha-3cp", "ha-5cp", "external-etcd", "external-etcd-ca", "dual-stack"];
 
 fn generate(fixture: &str) -> Tree {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(format!("{fixture}.yaml"));
@@ -63,12 +65,29 @@ fn snapshot_fixture(fixture: &str) {
         .collect();
     insta::assert_snapshot!(format!("{fixture}__files"), listing);
 
+    // Every byte is locked by the listing; the readable files of the cluster, of the first control-plane node and
+    // of the first worker are also shown in full (the other nodes' differ only in names and addresses).
+    let first_nodes: Vec<String> =
+        {
+            let node_of = |p: &String| p.strip_prefix("nodes/").and_then(|r| r.split('/').next()).map(String::from);
+            let cp = tree.files.keys().filter(|p| p.ends_with("/manifests/kube-apiserver.yaml")).find_map(node_of);
+            let worker =
+                tree.files.keys().filter(|p| p.ends_with("/kubelet.conf")).filter_map(node_of).find(|n| {
+                    !tree.files.contains_key(&format!("nodes/{n}/etc/kubernetes/manifests/kube-apiserver.yaml"))
+                });
+            cp.into_iter().chain(worker).collect()
+        };
     for (path, e) in &tree.files {
-        // Per-node copies of store material and kubeconfigs are covered by the listing; the readable files of
-        // the first control-plane node and the first worker are shown in full.
+        if let Some(rest) = path.strip_prefix("nodes/") {
+            if !first_nodes.iter().any(|n| rest.starts_with(&format!("{n}/"))) {
+                continue;
+            }
+        }
         let text = std::str::from_utf8(&e.bytes).unwrap();
         let shown = match e.kind {
             Kind::Manifest | Kind::Rbac | Kind::Inventory => text.to_string(),
+            // The index is large and derived from the files above; the demo's is shown as the example.
+            Kind::Index if fixture == "demo" => text.to_string(),
             Kind::Kubeconfig => readable_kubeconfig(text),
             _ => continue,
         };
@@ -93,6 +112,31 @@ fn ipv6_p384() {
 }
 
 #[test]
+fn ha_three_stacked_control_planes() {
+    snapshot_fixture("ha-3cp");
+}
+
+#[test]
+fn ha_five_control_planes_on_v1_31() {
+    snapshot_fixture("ha-5cp");
+}
+
+#[test]
+fn external_etcd_with_user_files_on_v1_32() {
+    snapshot_fixture("external-etcd");
+}
+
+#[test]
+fn external_etcd_with_a_client_ca() {
+    snapshot_fixture("external-etcd-ca");
+}
+
+#[test]
+fn dual_stack() {
+    snapshot_fixture("dual-stack");
+}
+
+#[test]
 fn output_is_deterministic_for_a_seeded_source() {
     let (a, b) = (generate("demo"), generate("demo"));
     assert_eq!(a.files.len(), b.files.len());
@@ -104,12 +148,12 @@ fn output_is_deterministic_for_a_seeded_source() {
 
 #[test]
 fn no_snapshot_shows_key_material() {
-    for fixture in ["demo", "rsa-v1.33", "ipv6"] {
+    for fixture in FIXTURES {
         let tree = generate(fixture);
         for (path, e) in &tree.files {
             let text = String::from_utf8_lossy(&e.bytes);
             let shown = match e.kind {
-                Kind::Manifest | Kind::Rbac | Kind::Inventory => text.to_string(),
+                Kind::Manifest | Kind::Rbac | Kind::Inventory | Kind::Index => text.to_string(),
                 Kind::Kubeconfig => readable_kubeconfig(&text),
                 _ => continue,
             };

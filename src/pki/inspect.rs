@@ -28,6 +28,9 @@ pub struct CertInfo {
     /// kubeadm's algorithm names: `ECDSA-P256`, `RSA-2048`, …
     pub key_algorithm: String,
     pub spki_der: Vec<u8>,
+    /// The subject's attributes in order: OID arcs, whether the value is a PrintableString (else UTF8String or
+    /// another string type read as text), and the value. Enough to write the same DN bytes as an issuer name.
+    pub subject_attrs: Vec<(Vec<u64>, bool, String)>,
     /// The subject key identifier, if the certificate has one.
     pub ski: Option<Vec<u8>>,
     /// SHA-256 of the DER, lowercase hex with colons.
@@ -59,6 +62,9 @@ impl CertInfo {
                         "2.5.4.3" => "CN".to_string(),
                         "2.5.4.10" => "O".to_string(),
                         "2.5.4.11" => "OU".to_string(),
+                        "2.5.4.6" => "C".to_string(),
+                        "2.5.4.8" => "ST".to_string(),
+                        "2.5.4.7" => "L".to_string(),
                         other => other.to_string(),
                     };
                     format!("{key} = {}", a.as_str().unwrap_or("?"))
@@ -132,6 +138,13 @@ impl CertInfo {
             }
             _ => "unknown".into(),
         };
+        let mut subject_attrs = Vec::new();
+        for a in c.subject().iter_rdn().flat_map(|r| r.iter()) {
+            let arcs: Vec<u64> = a.attr_type().iter().ok_or("a subject attribute OID too large")?.collect();
+            let printable = a.attr_value().tag() == x509_parser::der_parser::asn1_rs::Tag::PrintableString;
+            let value = a.as_str().map_err(|_| "a subject attribute that is not text")?.to_string();
+            subject_attrs.push((arcs, printable, value));
+        }
         let ski = c.iter_extensions().find_map(|e| match e.parsed_extension() {
             ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
             _ => None,
@@ -151,6 +164,7 @@ impl CertInfo {
             is_ca: c.is_ca(),
             key_algorithm,
             spki_der: spki.raw.to_vec(),
+            subject_attrs,
             ski,
             fingerprint,
         })

@@ -162,7 +162,21 @@ impl Key {
                 let k = rsa::PrivateKey::from_pkcs1_pem(pem).map_err(|e| format!("a broken RSA private key: {e}"))?;
                 Inner::Rsa(Box::new(k))
             }
-            other => return Err(format!("a PEM block {other:?}; expected EC PRIVATE KEY or RSA PRIVATE KEY")),
+            "PRIVATE KEY" => {
+                use p256::pkcs8::DecodePrivateKey;
+                if let Ok(k) = p256::SecretKey::from_pkcs8_pem(pem) {
+                    Inner::P256(k.into())
+                } else if let Ok(k) = p384::SecretKey::from_pkcs8_pem(pem) {
+                    Inner::P384(k.into())
+                } else if let Ok(k) = rsa::PrivateKey::from_pkcs8_pem(pem) {
+                    Inner::Rsa(Box::new(k))
+                } else {
+                    return Err("a PKCS#8 private key that is not P-256, P-384 or RSA".into());
+                }
+            }
+            other => {
+                return Err(format!("a PEM block {other:?}; expected EC PRIVATE KEY, RSA PRIVATE KEY or PRIVATE KEY"));
+            }
         };
         Ok(Key::new(inner))
     }

@@ -8,14 +8,15 @@ pub mod profile;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use rcgen::string::PrintableString;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyIdMethod, KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 
 use crate::Error;
-use crate::spec::{Cluster, KeyAlgorithm};
+use crate::spec::{Cluster, Etcd, ExternalEtcd, KeyAlgorithm};
 use keys::{Key, KeySource};
 use plan::CertRequest;
 
@@ -49,6 +50,8 @@ pub struct ServiceAccountKey {
 pub struct Pki {
     pub certs: BTreeMap<String, Material>,
     pub sa: ServiceAccountKey,
+    /// The external etcd's CA certificate (`etcd.external.clientCA`), installed on control-plane nodes.
+    pub external_etcd_ca: Option<String>,
 }
 
 impl Pki {
@@ -83,17 +86,32 @@ pub fn build(
                 (m, key, id)
             }
         };
-        // The issuer is described by what its certificate says: subject (CN only, checked in `load_ca`) and
-        // subject key identifier, which becomes each leaf's authority key identifier.
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, req.cn.as_str());
-        params.key_identifier_method = KeyIdMethod::PreSpecified(key_id);
-        issuers.insert(req.id.clone(), Issuer::new(params, key));
+        let info =
+            inspect::CertInfo::from_der(&material.cert_der).map_err(|e| Error::new(format!("{}: {e}", req.id)))?;
+        issuers.insert(req.id.clone(), issuer(&info, key, key_id));
         certs.insert(req.id.clone(), material);
     }
 
     let sa = service_account(cluster.key_algorithm, store, keys)?;
+
+    let mut external_etcd_ca = None;
+    if let Etcd::External(ExternalEtcd { client_ca: Some((cert_pem, key_pem)), .. }) = &cluster.etcd {
+        let bad = |why: String| Error::new(format!("etcd.external.clientCA: {why}"));
+        let key = Key::from_pem(key_pem).map_err(|e| bad(format!("the key: {e}")))?;
+        let info = inspect::CertInfo::from_pem(cert_pem).map_err(|e| bad(format!("the certificate: {e}")))?;
+        if !info.is_ca {
+            return Err(bad(format!("{:?} is not a CA certificate", info.subject)));
+        }
+        if info.spki_der != key.spki_der() {
+            return Err(bad("the certificate and the key do not belong together".into()));
+        }
+        if info.not_after <= now {
+            return Err(bad(format!("the CA {:?} expired at {}", info.subject, info.not_after)));
+        }
+        let key_id = info.ski.clone().unwrap_or_else(|| key.key_id());
+        issuers.insert(plan::EXTERNAL_ETCD_CA.to_string(), issuer(&info, key, key_id));
+        external_etcd_ca = Some(cert_pem.clone());
+    }
 
     let leaves: Vec<&CertRequest> = requests.iter().filter(|r| !r.profile.usage.is_ca()).collect();
     // Key generation dominates (RSA especially) and every leaf is independent: use every core. Keys come from
@@ -122,7 +140,45 @@ pub fn build(
         let m = m?;
         certs.insert(m.request.id.clone(), m);
     }
-    Ok(Pki { certs, sa })
+    Ok(Pki { certs, sa, external_etcd_ca })
+}
+
+/// An rcgen issuer described by what the CA certificate says: its subject, attribute by attribute with the same
+/// string types (Go matches a leaf's issuer to its CA's subject byte for byte), and its subject key identifier,
+/// which becomes each leaf's authority key identifier.
+pub fn issuer(ca: &inspect::CertInfo, key: Key, key_id: Vec<u8>) -> Issuer<'static, Key> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    for (arcs, printable, value) in &ca.subject_attrs {
+        params.distinguished_name.push(dn_type(arcs), dn_value(value, *printable));
+    }
+    params.key_identifier_method = KeyIdMethod::PreSpecified(key_id);
+    Issuer::new(params, key)
+}
+
+fn dn_type(arcs: &[u64]) -> DnType {
+    match arcs {
+        [2, 5, 4, 3] => DnType::CommonName,
+        [2, 5, 4, 10] => DnType::OrganizationName,
+        [2, 5, 4, 11] => DnType::OrganizationalUnitName,
+        [2, 5, 4, 6] => DnType::CountryName,
+        [2, 5, 4, 8] => DnType::StateOrProvinceName,
+        [2, 5, 4, 7] => DnType::LocalityName,
+        other => DnType::CustomDnType(other.to_vec()),
+    }
+}
+
+/// Go's encoding/asn1 writes a string as PrintableString when every character allows it, else as UTF8String;
+/// kubeforge does the same, so its names are the bytes kubeadm's would be.
+fn dn_value(s: &str, printable: bool) -> DnValue {
+    match (printable, PrintableString::try_from(s)) {
+        (true, Ok(p)) => DnValue::PrintableString(p),
+        _ => DnValue::Utf8String(s.to_string()),
+    }
+}
+
+fn is_printable(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b))
 }
 
 fn sign(
@@ -140,9 +196,9 @@ fn sign(
     let mut dn = DistinguishedName::new();
     // Go writes O before CN: "Subject: O = system:masters, CN = kubernetes-super-admin".
     if let Some(o) = &req.o {
-        dn.push(DnType::OrganizationName, o.as_str());
+        dn.push(DnType::OrganizationName, dn_value(o, is_printable(o)));
     }
-    dn.push(DnType::CommonName, req.cn.as_str());
+    dn.push(DnType::CommonName, dn_value(&req.cn, is_printable(&req.cn)));
     p.distinguished_name = dn;
     // keyEncipherment even for ECDSA keys, as kubeadm (Go's x509 template) does.
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];

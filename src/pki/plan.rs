@@ -3,9 +3,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::profile::{PROFILES, Profile, SanRule, Scope};
+use super::profile::{PROFILES, Profile, ProfileId, SanRule, Scope};
 use crate::net::Host;
-use crate::spec::{Cluster, Node};
+use crate::spec::{Cluster, Etcd, Node};
 
 /// One certificate to issue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,10 +35,25 @@ pub fn store_id(profile: &Profile, node: Option<&str>) -> String {
     }
 }
 
+/// The signer id of kube-apiserver's etcd client certificate when kubeforge issues it from an external etcd's CA
+/// (`etcd.external.clientCA`). That CA is only read, never written to the store.
+pub const EXTERNAL_ETCD_CA: &str = "external-etcd-ca";
+
 /// Every certificate of the cluster: CAs first, then per profile in table order, nodes in spec order.
 pub fn requests(cluster: &Cluster) -> Vec<CertRequest> {
     let mut out = Vec::new();
+    let external_client_ca = matches!(&cluster.etcd, Etcd::External(x) if x.client_ca.is_some());
     for p in PROFILES {
+        if p.stacked_etcd_only && !cluster.stacked_etcd() {
+            if p.id == ProfileId::ApiserverEtcdClient && external_client_ca {
+                for i in (0..cluster.nodes.len()).filter(|&i| cluster.nodes[i].is_control_plane()) {
+                    let mut r = request(cluster, p, Some(i));
+                    r.signer = Some(EXTERNAL_ETCD_CA.to_string());
+                    out.push(r);
+                }
+            }
+            continue;
+        }
         match p.scope {
             Scope::Cluster => out.push(request(cluster, p, None)),
             Scope::ControlPlane | Scope::Node => {

@@ -10,7 +10,7 @@ use askama::Template;
 use super::filters;
 
 use crate::net::{Host, join_host_port};
-use crate::spec::{Cluster, Node};
+use crate::spec::{Cluster, Etcd, Node};
 
 /// Where kubeadm keeps things on a node; every flag path is built from these.
 pub const K8S_DIR: &str = "/etc/kubernetes";
@@ -158,18 +158,13 @@ fn volumes(mut v: Vec<(String, String, &'static str, bool)>) -> (Vec<Mount>, Vec
 
 pub fn kube_apiserver(c: &Cluster, node: &Node) -> StaticPod {
     let adv = node.address;
-    let flags = vec![
+    let mut flags: Vec<(&str, String)> = vec![
         ("advertise-address", adv.to_string()),
         ("allow-privileged", "true".into()),
         ("authorization-mode", "Node,RBAC".into()),
         ("client-ca-file", pki("ca.crt")),
         ("enable-admission-plugins", "NodeRestriction".into()),
         ("enable-bootstrap-token-auth", "true".into()),
-        ("etcd-cafile", pki("etcd/ca.crt")),
-        ("etcd-certfile", pki("apiserver-etcd-client.crt")),
-        ("etcd-keyfile", pki("apiserver-etcd-client.key")),
-        // kube-apiserver talks to the etcd member on its own node, as kubeadm sets it up.
-        ("etcd-servers", url("https", localhost(node), ETCD_CLIENT_PORT)),
         ("kubelet-client-certificate", pki("apiserver-kubelet-client.crt")),
         ("kubelet-client-key", pki("apiserver-kubelet-client.key")),
         ("kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname".into()),
@@ -188,9 +183,52 @@ pub fn kube_apiserver(c: &Cluster, node: &Node) -> StaticPod {
         ("tls-cert-file", pki("apiserver.crt")),
         ("tls-private-key-file", pki("apiserver.key")),
     ];
+    let mut vols = ca_volumes(c);
+    match &c.etcd {
+        // kube-apiserver talks to the etcd member on its own node, as kubeadm sets it up.
+        Etcd::Stacked => {
+            flags.push(("etcd-cafile", pki("etcd/ca.crt")));
+            flags.push(("etcd-certfile", pki("apiserver-etcd-client.crt")));
+            flags.push(("etcd-keyfile", pki("apiserver-etcd-client.key")));
+            flags.push(("etcd-servers", url("https", localhost(node), ETCD_CLIENT_PORT)));
+        }
+        Etcd::External(x) => {
+            flags.push(("etcd-servers", x.endpoints.join(",")));
+            let (ca, cert, key) = if x.client_ca.is_some() {
+                (
+                    Some(pki("etcd/ca.crt")),
+                    Some(pki("apiserver-etcd-client.crt")),
+                    Some(pki("apiserver-etcd-client.key")),
+                )
+            } else {
+                (x.ca_file.clone(), x.cert_file.clone(), x.key_file.clone())
+            };
+            // kubeadm: --etcd-cafile only if set; cert and key only together.
+            if let Some(ca) = &ca {
+                flags.push(("etcd-cafile", ca.clone()));
+            }
+            if let (Some(cert), Some(key)) = (&cert, &key) {
+                flags.push(("etcd-certfile", cert.clone()));
+                flags.push(("etcd-keyfile", key.clone()));
+            }
+            // Each directory holding those files that no other volume covers gets a read-only mount
+            // etcd-certs-<i>, as kubeadm does.
+            let mut dirs: Vec<String> = Vec::new();
+            for f in [ca, cert, key].into_iter().flatten() {
+                let dir = f.rsplit_once('/').map_or("/", |(d, _)| if d.is_empty() { "/" } else { d }).to_string();
+                let covered = vols.iter().any(|(_, p, _, _)| dir == *p || dir.starts_with(&format!("{p}/")));
+                if !covered && !dirs.contains(&dir) {
+                    dirs.push(dir);
+                }
+            }
+            for (i, d) in dirs.into_iter().enumerate() {
+                vols.push((format!("etcd-certs-{i}"), d, "DirectoryOrCreate", true));
+            }
+        }
+    }
     let host = Some(adv.to_string());
     let port = crate::API_SERVER_PORT;
-    let (mounts, volumes) = volumes(ca_volumes(c));
+    let (mounts, volumes) = volumes(vols);
     StaticPod {
         name: "kube-apiserver",
         annotations: vec![(
