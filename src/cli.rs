@@ -1,97 +1,418 @@
-//! `cargo xtask gen`, as a library function so that tests drive exactly what users run.
+//! The commands behind `cargo xtask gen|plan|renew|check`, as library functions so that tests drive exactly what
+//! users run. Each returns the text to print and, where it matters, whether there is something to act on.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::Error;
-use crate::pki::Origin;
+use crate::output::{self, Changes};
+use crate::pki::inspect::CertInfo;
 use crate::pki::keys::KeySource;
+use crate::pki::{Origin, Policy};
+use crate::spec::Cluster;
 
-pub const GEN_USAGE: &str = "\
-cargo xtask gen [--spec FILE] [--out DIR] [--seed N] [--now YYYY-MM-DDTHH:MM:SSZ]
+pub const USAGE: &str = "\
+cargo xtask gen [--spec FILE] [--out DIR] [--dry-run] [--seed N] [--now YYYY-MM-DDTHH:MM:SSZ]
     Generate the PKI, kubeconfigs and static pod manifests for a cluster spec (default: the embedded demo spec,
-    fixtures/demo.yaml) into DIR (default: ./out). Existing CAs and the service-account key in DIR/pki are kept.
-    --seed and --now make the output reproducible, for tests and demos only: never for a real cluster (the keys
-    are then predictable).";
+    fixtures/demo.yaml) into DIR (default: ./out). On an existing DIR it keeps every CA, key and certificate that
+    still matches the spec and reissues the rest; --dry-run only prints the plan.
+cargo xtask plan [--spec FILE] [--out DIR]
+    What gen would do, per certificate (keep / issue / reissue / remove, with the reason) and per file. Writes
+    nothing. Exit status 0: nothing to do; 2: gen would change something.
+cargo xtask renew [all|NAME...] [--keep-keys] [--spec FILE] [--out DIR]
+    Reissue leaf certificates (by profile name, e.g. apiserver, or store id, e.g. nodes/cp-1/apiserver) with new
+    keys (--keep-keys: the same keys), keeping the CAs; every kubeconfig that embeds one is rewritten.
+cargo xtask check [--out DIR] [--within DURATION] [--format text|json]
+    Every certificate kubeforge knows (CAs, kubeconfig client certificates and kubelet certificates included)
+    with its expiry, residual time and signer. Exit status 1 when any expires within DURATION (default 30d).
+    Reads only public files (certificates and index.json).
 
-/// Runs `gen` with its command-line arguments and returns the summary to print.
-pub fn run_gen(args: &[String]) -> Result<String, Error> {
-    let (mut spec, mut out, mut seed, mut now) = (None, PathBuf::from("out"), None, None);
-    let mut i = 0;
-    let value = |i: &mut usize| -> Result<&String, Error> {
-        *i += 1;
-        args.get(*i).ok_or_else(|| Error::new(format!("{} needs a value\nusage: {GEN_USAGE}", args[*i - 1])))
+--seed and --now make gen reproducible, for tests and demos only: never for a real cluster (the keys are then
+predictable).";
+
+/// The options shared by gen, plan and renew.
+struct Options {
+    spec: Option<PathBuf>,
+    out: PathBuf,
+    seed: Option<u64>,
+    now: Option<time::OffsetDateTime>,
+    dry_run: bool,
+    policy: Policy,
+}
+
+fn parse_options(cmd: &str, args: &[String], allow: &[&str]) -> Result<Options, Error> {
+    let mut o = Options {
+        spec: None,
+        out: PathBuf::from("out"),
+        seed: None,
+        now: None,
+        dry_run: false,
+        policy: Policy::default(),
     };
+    let usage = || format!("see `cargo xtask help`:\n{USAGE}");
+    let mut i = 0;
     while i < args.len() {
-        match args[i].as_str() {
-            "--spec" => spec = Some(PathBuf::from(value(&mut i)?)),
-            "--out" => out = PathBuf::from(value(&mut i)?),
+        let a = args[i].as_str();
+        if a.starts_with("--") && !allow.contains(&a) {
+            return Err(Error::new(format!("{cmd}: unknown option {a:?}; {}", usage())));
+        }
+        let mut value = || -> Result<&String, Error> {
+            i += 1;
+            args.get(i).ok_or_else(|| Error::new(format!("{cmd}: {a} needs a value")))
+        };
+        match a {
+            "--spec" => o.spec = Some(PathBuf::from(value()?)),
+            "--out" => o.out = PathBuf::from(value()?),
             "--seed" => {
-                let v = value(&mut i)?;
-                seed =
-                    Some(v.parse::<u64>().map_err(|_| Error::new(format!("--seed {v:?}: expected a whole number")))?);
+                let v = value()?;
+                o.seed = Some(v.parse().map_err(|_| Error::new(format!("--seed {v:?}: expected a whole number")))?);
             }
             "--now" => {
-                let v = value(&mut i)?;
-                now = Some(
+                let v = value()?;
+                o.now = Some(
                     crate::parse_instant(v)
                         .ok_or_else(|| Error::new(format!("--now {v:?}: expected YYYY-MM-DDTHH:MM:SSZ")))?,
                 );
             }
-            other => return Err(Error::new(format!("gen: unknown argument {other:?}\nusage: {GEN_USAGE}"))),
+            "--dry-run" => o.dry_run = true,
+            "--keep-keys" => o.policy.keep_keys = true,
+            name if cmd == "renew" && !name.starts_with('-') => o.policy.renew.push(name.to_string()),
+            other => return Err(Error::new(format!("{cmd}: unexpected argument {other:?}; {}", usage()))),
         }
         i += 1;
     }
-    let cluster = match &spec {
+    Ok(o)
+}
+
+fn load_cluster(o: &Options) -> Result<Cluster, Error> {
+    Ok(match &o.spec {
         Some(path) => crate::spec::load(path)?,
         None => crate::spec::parse(Path::new("<embedded demo spec: fixtures/demo.yaml>"), crate::DEMO_SPEC)?,
-    };
-    let keys = match seed {
+    })
+}
+
+/// Everything a run decides, before (or without) writing.
+struct Run {
+    cluster: Cluster,
+    generated: crate::Generated,
+    changes: Changes,
+}
+
+fn prepare(o: &Options) -> Result<Run, Error> {
+    let cluster = load_cluster(o)?;
+    let keys = match o.seed {
         Some(s) => KeySource::seeded(s),
         None => KeySource::from_os().map_err(Error::new)?,
     };
-    let now = now.unwrap_or_else(time::OffsetDateTime::now_utc);
-    let generated = crate::generate(&cluster, &out.join("pki"), &keys, now)?;
-    let report = crate::output::write(&generated.tree, &out)?;
+    let now = o.now.unwrap_or_else(time::OffsetDateTime::now_utc);
+    let generated = crate::generate::generate_with(&cluster, &o.out.join("pki"), &keys, now, &o.policy)?;
+    let changes = output::changes(&generated.tree, &o.out)?;
+    Ok(Run { cluster, generated, changes })
+}
 
+/// `gen`: returns the summary to print.
+pub fn run_gen(args: &[String]) -> Result<String, Error> {
+    let o = parse_options("gen", args, &["--spec", "--out", "--seed", "--now", "--dry-run"])?;
+    let run = prepare(&o)?;
+    if o.dry_run {
+        return Ok(describe(&run, &o.out, true));
+    }
+    output::apply(&run.generated.tree, &run.changes, &o.out)?;
+    Ok(describe(&run, &o.out, false))
+}
+
+/// `plan`: the summary, and whether gen would change anything.
+pub fn run_plan(args: &[String]) -> Result<(String, bool), Error> {
+    let o = parse_options("plan", args, &["--spec", "--out", "--seed", "--now"])?;
+    let run = prepare(&o)?;
+    Ok((describe(&run, &o.out, true), !run.changes.is_empty()))
+}
+
+/// `renew`: reissue the named leaves (or all) and write.
+pub fn run_renew(args: &[String]) -> Result<String, Error> {
+    let o = parse_options("renew", args, &["--spec", "--out", "--seed", "--now", "--keep-keys"])?;
+    if o.policy.renew.is_empty() {
+        return Err(Error::new("renew: name the certificates to renew (profile names or store ids), or `all`"));
+    }
+    let run = prepare(&o)?;
+    let known: BTreeSet<&str> = run
+        .generated
+        .pki
+        .certs
+        .values()
+        .filter(|m| !m.request.profile.usage.is_ca())
+        .flat_map(|m| [m.request.id.as_str(), m.request.profile.name])
+        .collect();
+    for name in &o.policy.renew {
+        if name != "all" && !known.contains(name.as_str()) {
+            let ca = crate::pki::profile::Profile::by_name(name).is_some_and(|p| p.usage.is_ca());
+            let why = if ca {
+                "is a CA; kubeforge renews leaves only (a CA rotation is a deliberate, separate step)".to_string()
+            } else {
+                format!(
+                    "is not a leaf certificate of this cluster (known: {})",
+                    known.iter().copied().collect::<Vec<_>>().join(", ")
+                )
+            };
+            return Err(Error::new(format!("renew: {name:?} {why}")));
+        }
+    }
+    output::apply(&run.generated.tree, &run.changes, &o.out)?;
+    Ok(describe(&run, &o.out, false))
+}
+
+fn describe(run: &Run, out: &Path, dry_run: bool) -> String {
+    let c = &run.cluster;
     let mut s = String::new();
-    let cps = cluster.nodes.iter().filter(|n| n.is_control_plane()).count();
+    let cps = c.nodes.iter().filter(|n| n.is_control_plane()).count();
+    let workers = c.nodes.len() - cps;
     s += &format!(
-        "kubeforge: cluster {:?} ({}), {} nodes ({cps} control plane, {} worker{}), {}\n",
-        cluster.name,
-        cluster.version,
-        cluster.nodes.len(),
-        cluster.nodes.len() - cps,
-        if cluster.nodes.len() - cps == 1 { "" } else { "s" },
-        cluster.key_algorithm.name()
+        "kubeforge{}: cluster {:?} ({}), {} nodes ({cps} control plane, {workers} worker{}), {}\n",
+        if dry_run { " plan" } else { "" },
+        c.name,
+        c.version,
+        c.nodes.len(),
+        if workers == 1 { "" } else { "s" },
+        c.key_algorithm.name()
     );
-    let certs = &generated.pki.certs;
-    let origin = |o: Origin| if o == Origin::Kept { "kept" } else { "created" };
+    let certs = &run.generated.pki.certs;
+    let verb = |o: Origin| match (o, dry_run) {
+        (Origin::Kept, _) => "keep",
+        (Origin::Issued, true) => "issue",
+        (Origin::Issued, false) => "issued",
+        (Origin::Reissued, true) => "reissue",
+        (Origin::Reissued, false) => "reissued",
+    };
     let cas: Vec<String> = certs
         .values()
         .filter(|m| m.request.profile.usage.is_ca())
-        .map(|m| format!("{} ({})", m.request.id, origin(m.origin)))
+        .map(|m| format!("{} ({})", m.request.id, if m.origin == Origin::Kept { "kept" } else { "created" }))
         .collect();
     s += &format!("  CAs: {}\n", cas.join(", "));
-    let mut per_profile: Vec<(&str, usize)> = Vec::new();
-    for m in certs.values().filter(|m| !m.request.profile.usage.is_ca()) {
-        match per_profile.iter_mut().find(|(n, _)| *n == m.request.profile.name) {
-            Some((_, c)) => *c += 1,
-            None => per_profile.push((m.request.profile.name, 1)),
-        }
+    let kept = certs.values().filter(|m| !m.request.profile.usage.is_ca() && m.origin == Origin::Kept).count();
+    let fresh: Vec<&crate::pki::Material> =
+        certs.values().filter(|m| !m.request.profile.usage.is_ca() && m.origin != Origin::Kept).collect();
+    s += &format!("  certificates: {kept} kept, {} {}issued\n", fresh.len(), if dry_run { "to be " } else { "" });
+    for m in &fresh {
+        let why = if m.reasons.is_empty() { "new".to_string() } else { m.reasons.join("; ") };
+        s += &format!("    {:<8} {} — {why}\n", verb(m.origin), m.request.id);
     }
-    per_profile.sort();
-    let leaves: usize = per_profile.iter().map(|(_, c)| c).sum();
-    let list: Vec<String> = per_profile.iter().map(|(n, c)| format!("{n} x{c}")).collect();
-    s += &format!("  certificates: {leaves} ({})\n", list.join(", "));
-    s += &format!("  service-account key: {}\n", origin(generated.pki.sa.origin));
-    if report.written.is_empty() {
-        s += &format!("  {}: nothing changed ({} files already up to date)\n", out.display(), report.unchanged);
-    } else {
-        s += &format!("  wrote {} files to {} ({} unchanged)\n", report.written.len(), out.display(), report.unchanged);
+    for p in run.changes.remove.iter().filter_map(|p| p.strip_prefix("pki/")?.strip_suffix(".crt")) {
+        s += &format!("    {:<8} {p} — no longer in the spec\n", if dry_run { "remove" } else { "removed" });
     }
     s += &format!(
-        "  next: copy {0}/nodes/<node>/ onto each node's /, then apply {0}/bootstrap/ once with super-admin.conf",
-        out.display()
+        "  service-account key: {}\n",
+        if run.generated.pki.sa.origin == Origin::Kept { "kept" } else { "created" }
     );
-    Ok(s)
+    let ch = &run.changes;
+    if ch.is_empty() {
+        s += &format!("  {}: nothing to do: all {} files are up to date\n", out.display(), ch.unchanged);
+    } else {
+        s += &format!(
+            "  {}: {} file{} {}written, {} {}removed, {} unchanged\n",
+            out.display(),
+            ch.write.len(),
+            if ch.write.len() == 1 { "" } else { "s" },
+            if dry_run { "to be " } else { "" },
+            ch.remove.len(),
+            if dry_run { "to be " } else { "" },
+            ch.unchanged
+        );
+        if dry_run {
+            for p in &ch.write {
+                s += &format!("    write   {p}\n");
+            }
+            for p in &ch.remove {
+                s += &format!("    remove  {p}\n");
+            }
+        }
+    }
+    if !dry_run {
+        s += &format!(
+            "  next: copy {0}/nodes/<node>/ onto each node's /, then apply {0}/bootstrap/ once with super-admin.conf",
+            out.display()
+        );
+    }
+    s.trim_end().to_string()
+}
+
+/// One row of `check`.
+pub struct Expiry {
+    pub name: String,
+    pub is_ca: bool,
+    pub subject: String,
+    pub signer: String,
+    pub not_after: time::OffsetDateTime,
+    pub residual_seconds: i64,
+    pub within: bool,
+}
+
+/// `check`: the report, and whether any certificate expires within the window.
+pub fn run_check(args: &[String]) -> Result<(String, bool), Error> {
+    let (mut out, mut within, mut json) = (PathBuf::from("out"), 30 * 86400i64, false);
+    let mut now = time::OffsetDateTime::now_utc();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        let v = args.get(i + 1).ok_or_else(|| Error::new(format!("check: {a} needs a value; see `cargo xtask help`")));
+        match a {
+            "--out" => out = PathBuf::from(v?),
+            "--within" => {
+                let v = v?;
+                within = parse_window(v).ok_or_else(|| {
+                    Error::new(format!("--within {v:?}: expected a duration such as 30d, 720h or 90m"))
+                })?;
+            }
+            "--format" => {
+                json = match v?.as_str() {
+                    "json" => true,
+                    "text" => false,
+                    other => return Err(Error::new(format!("--format {other:?}: expected text or json"))),
+                }
+            }
+            "--now" => {
+                let v = v?;
+                now = crate::parse_instant(v)
+                    .ok_or_else(|| Error::new(format!("--now {v:?}: expected YYYY-MM-DDTHH:MM:SSZ")))?;
+            }
+            other => return Err(Error::new(format!("check: unexpected argument {other:?}; see `cargo xtask help`"))),
+        }
+        i += 2;
+    }
+    let rows = expiries(&out, now, within)?;
+    let any = rows.iter().any(|r| r.within);
+    Ok((if json { expiries_json(&rows) } else { expiries_text(&rows, within) }, any))
+}
+
+/// `30d`, `720h`, `90m`, `45s`, or a Go duration of h/m/s.
+fn parse_window(s: &str) -> Option<i64> {
+    if let Some(d) = s.strip_suffix('d') {
+        return d.parse::<i64>().ok().filter(|d| *d >= 0).map(|d| d * 86400);
+    }
+    if s == "0" {
+        return Some(0);
+    }
+    crate::spec::parse_duration(s)
+}
+
+/// Every certificate in the store (`OUT/pki/**.crt`), plus CAs that only the index knows (an external etcd CA).
+pub fn expiries(out: &Path, now: time::OffsetDateTime, within: i64) -> Result<Vec<Expiry>, Error> {
+    let store = out.join("pki");
+    if !store.is_dir() {
+        return Err(Error::new(format!(
+            "{}: no PKI store here; run `cargo xtask gen --out {}` first",
+            store.display(),
+            out.display()
+        )));
+    }
+    let mut found: Vec<(String, String)> = Vec::new();
+    let mut stack = vec![store.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| Error::new(format!("{}: {e}", d.display())))? {
+            let p = e.map_err(|e| Error::new(e.to_string()))?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "crt") {
+                let rel = p.strip_prefix(&store).unwrap().with_extension("");
+                let pem = std::fs::read_to_string(&p).map_err(|e| Error::new(format!("{}: {e}", p.display())))?;
+                found.push((rel.to_string_lossy().into_owned(), pem));
+            }
+        }
+    }
+    // CAs kubeforge installs but does not keep in its store (etcd.external.clientCA), from the index.
+    if let Ok(text) = std::fs::read_to_string(out.join("index.json")) {
+        let index: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::new(format!("{}: {e}", out.join("index.json").display())))?;
+        let mut seen = BTreeSet::new();
+        for f in index["files"].as_array().into_iter().flatten() {
+            if f["kind"] == "ca-cert" && f["certificate"]["profile"].is_null() {
+                let path = f["path"].as_str().unwrap_or_default();
+                if let Ok(pem) = std::fs::read_to_string(out.join(path)) {
+                    if seen.insert(f["sha256"].to_string()) {
+                        found.push(("external-etcd-ca".into(), pem));
+                    }
+                }
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for (name, pem) in found {
+        let info = CertInfo::from_pem(&pem).map_err(|e| Error::new(format!("{name}: {e}")))?;
+        let residual = (info.not_after - now).whole_seconds();
+        rows.push(Expiry {
+            name,
+            is_ca: info.is_ca,
+            signer: info.issuer.clone(),
+            subject: info.subject,
+            not_after: info.not_after,
+            residual_seconds: residual,
+            within: residual <= within,
+        });
+    }
+    rows.sort_by(|a, b| (a.is_ca, &a.name).cmp(&(b.is_ca, &b.name)));
+    Ok(rows)
+}
+
+fn residual(seconds: i64) -> String {
+    if seconds <= 0 {
+        return "EXPIRED".into();
+    }
+    let days = seconds / 86400;
+    if days >= 365 {
+        format!("{}y {}d", days / 365, days % 365)
+    } else if days > 0 && seconds % 86400 < 3600 {
+        format!("{days}d")
+    } else if days > 0 {
+        format!("{days}d {}h", (seconds % 86400) / 3600)
+    } else {
+        format!("{}h {}m", seconds / 3600, (seconds % 3600) / 60)
+    }
+}
+
+fn expiries_text(rows: &[Expiry], within: i64) -> String {
+    let mut s = String::new();
+    for (title, ca) in [("CERTIFICATE", false), ("CERTIFICATE AUTHORITY", true)] {
+        let part: Vec<&Expiry> = rows.iter().filter(|r| r.is_ca == ca).collect();
+        if part.is_empty() {
+            continue;
+        }
+        let w = part.iter().map(|r| r.name.len()).max().unwrap_or(0).max(title.len());
+        s += &format!("{title:<w$}  {:<20}  {:<13}  SIGNER\n", "EXPIRES", "RESIDUAL TIME");
+        for r in part {
+            s += &format!(
+                "{:<w$}  {:<20}  {:<13}  {}{}\n",
+                r.name,
+                crate::index::rfc3339(r.not_after),
+                residual(r.residual_seconds),
+                r.signer,
+                if r.within { "  <- expires within the window" } else { "" }
+            );
+        }
+        s.push('\n');
+    }
+    let n = rows.iter().filter(|r| r.within).count();
+    s += &if n == 0 {
+        format!("all {} certificates are valid for more than {}", rows.len(), residual(within))
+    } else {
+        format!("{n} of {} certificates expire within {}: run `cargo xtask renew`", rows.len(), residual(within))
+    };
+    s
+}
+
+fn expiries_json(rows: &[Expiry]) -> String {
+    let v: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "name": r.name,
+                "isCa": r.is_ca,
+                "subject": r.subject,
+                "signer": r.signer,
+                "notAfter": crate::index::rfc3339(r.not_after),
+                "residualSeconds": r.residual_seconds,
+                "expiresWithinWindow": r.within,
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&v).expect("json")
 }

@@ -11,7 +11,7 @@ use crate::output::{Kind, Tree};
 use crate::pki::inspect::CertInfo;
 use crate::pki::keys::KeySource;
 use crate::pki::profile::{Install, ProfileId, Scope};
-use crate::pki::{self, Pki, plan};
+use crate::pki::{self, Pki, Policy, plan};
 use crate::render::kubeconfig::{KUBECONFIGS, render as render_kubeconfig, server_url};
 use crate::render::manifests;
 use crate::render::{ClusterRoleBindings, Inventory, InventoryRow, finish};
@@ -31,8 +31,19 @@ pub struct Generated {
 /// Builds the output for `cluster`. `store` is the PKI store (`OUT/pki`) from which existing CAs and the
 /// service-account key are reused; nothing is written.
 pub fn generate(cluster: &Cluster, store: &Path, keys: &KeySource, now: OffsetDateTime) -> Result<Generated, Error> {
+    generate_with(cluster, store, keys, now, &Policy::default())
+}
+
+/// [`generate`] with a renewal policy (`cargo xtask renew`).
+pub fn generate_with(
+    cluster: &Cluster,
+    store: &Path,
+    keys: &KeySource,
+    now: OffsetDateTime,
+    policy: &Policy,
+) -> Result<Generated, Error> {
     let requests = plan::requests(cluster);
-    let pki = pki::build(cluster, &requests, store, keys, now)?;
+    let pki = pki::build(cluster, &requests, store, keys, now, policy)?;
     let mut tree = Tree::default();
     tree.dir_modes.insert("pki".into(), 0o700);
 

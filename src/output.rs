@@ -56,30 +56,64 @@ impl Tree {
     }
 }
 
-/// What a write did.
+/// What writing a tree would change in OUT.
 #[derive(Debug, Default)]
-pub struct Report {
-    pub written: Vec<String>,
+pub struct Changes {
+    /// Files whose bytes or mode differ, or that do not exist yet.
+    pub write: Vec<String>,
+    /// Files the previous run wrote (its index.json lists them) that the new tree no longer has.
+    pub remove: Vec<String>,
     pub unchanged: usize,
 }
 
-pub fn write(tree: &Tree, out: &Path) -> Result<Report, Error> {
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.write.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// Compares `tree` with what is in `out`. Only files listed in the previous `index.json` are ever candidates for
+/// removal: kubeforge never deletes a file it did not write.
+pub fn changes(tree: &Tree, out: &Path) -> Result<Changes, Error> {
+    let mut c = Changes::default();
+    for (rel, entry) in &tree.files {
+        let path = out.join(rel);
+        let same = fs::symlink_metadata(&path).is_ok_and(|m| {
+            m.is_file()
+                && m.permissions().mode() & 0o7777 == entry.mode
+                && fs::read(&path).is_ok_and(|b| b == entry.bytes)
+        });
+        if same {
+            c.unchanged += 1;
+        } else {
+            c.write.push(rel.clone());
+        }
+    }
+    let index = out.join("index.json");
+    if let Ok(text) = fs::read_to_string(&index) {
+        let old: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            Error::new(format!("{}: not a kubeforge index ({e}); move it away to continue", index.display()))
+        })?;
+        for f in old["files"].as_array().into_iter().flatten() {
+            let Some(rel) = f["path"].as_str() else { continue };
+            let safe = !rel.starts_with('/') && rel.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+            if safe && !tree.files.contains_key(rel) && out.join(rel).is_file() {
+                c.remove.push(rel.to_string());
+            }
+        }
+    }
+    Ok(c)
+}
+
+/// Writes what `changes` lists, atomically per file, then removes stale files and empty directories they leave.
+pub fn apply(tree: &Tree, changes: &Changes, out: &Path) -> Result<(), Error> {
     let io = |p: &Path, e: std::io::Error| Error::new(format!("{}: {e}", p.display()));
     fs::create_dir_all(out).map_err(|e| io(out, e))?;
-    let mut report = Report::default();
-    for (rel, entry) in &tree.files {
+    for rel in &changes.write {
+        let entry = &tree.files[rel];
         let path = out.join(rel);
         let dir = path.parent().expect("a file has a parent");
         fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        if let Ok(meta) = fs::symlink_metadata(&path) {
-            if meta.is_file()
-                && meta.permissions().mode() & 0o7777 == entry.mode
-                && fs::read(&path).is_ok_and(|b| b == entry.bytes)
-            {
-                report.unchanged += 1;
-                continue;
-            }
-        }
         let tmp =
             dir.join(format!(".{}.kubeforge-{}.tmp", path.file_name().unwrap().to_string_lossy(), std::process::id()));
         let result = (|| {
@@ -94,7 +128,17 @@ pub fn write(tree: &Tree, out: &Path) -> Result<Report, Error> {
             let _ = fs::remove_file(&tmp);
             return Err(io(&path, e));
         }
-        report.written.push(rel.clone());
+    }
+    for rel in &changes.remove {
+        let path = out.join(rel);
+        fs::remove_file(&path).map_err(|e| io(&path, e))?;
+        let mut dir = path.parent();
+        while let Some(d) = dir.filter(|d| *d != out) {
+            if fs::remove_dir(d).is_err() {
+                break; // not empty
+            }
+            dir = d.parent();
+        }
     }
     for (rel, mode) in &tree.dir_modes {
         let p = out.join(rel);
@@ -102,5 +146,12 @@ pub fn write(tree: &Tree, out: &Path) -> Result<Report, Error> {
             fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).map_err(|e| io(&p, e))?;
         }
     }
-    Ok(report)
+    Ok(())
+}
+
+/// Writes `tree` into `out` (a convenience over [`changes`] and [`apply`]).
+pub fn write(tree: &Tree, out: &Path) -> Result<Changes, Error> {
+    let c = changes(tree, out)?;
+    apply(tree, &c, out)?;
+    Ok(c)
 }

@@ -84,6 +84,9 @@ pub struct RawPki {
     pub ca_validity: String,
     #[serde(default = "default_cert_validity")]
     pub certificate_validity: String,
+    /// A leaf that expires within this window is reissued by the next run.
+    #[serde(default = "default_renew_before")]
+    pub renew_before: String,
 }
 
 impl Default for RawPki {
@@ -92,6 +95,7 @@ impl Default for RawPki {
             key_algorithm: default_algorithm(),
             ca_validity: default_ca_validity(),
             certificate_validity: default_cert_validity(),
+            renew_before: default_renew_before(),
         }
     }
 }
@@ -104,6 +108,10 @@ fn default_ca_validity() -> String {
 }
 fn default_cert_validity() -> String {
     "8760h".into()
+}
+/// 30 days: a monthly scheduled run renews everything before it expires.
+fn default_renew_before() -> String {
+    "720h".into()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,6 +182,8 @@ pub struct Cluster {
     pub ca_validity: i64,
     /// Seconds.
     pub cert_validity: i64,
+    /// Seconds: leaves expiring within this window are reissued.
+    pub renew_before: i64,
     pub cert_sans: Vec<San>,
     pub host_ca_cert_dirs: Vec<String>,
     pub etcd: Etcd,
@@ -392,6 +402,16 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
         });
     let ca_validity = duration(&mut c, "pki.caValidity", &raw.pki.ca_validity);
     let cert_validity = duration(&mut c, "pki.certificateValidity", &raw.pki.certificate_validity);
+    let renew_before = duration(&mut c, "pki.renewBefore", &raw.pki.renew_before);
+    if renew_before > 0 && cert_validity > 0 && renew_before >= cert_validity {
+        c.fail(
+            "pki.renewBefore",
+            format!(
+                "{:?} is not shorter than pki.certificateValidity {:?}: every run would reissue every certificate",
+                raw.pki.renew_before, raw.pki.certificate_validity
+            ),
+        );
+    }
     if ca_validity > 0 && cert_validity > ca_validity {
         c.fail(
             "pki.certificateValidity",
@@ -482,6 +502,7 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
         key_algorithm,
         ca_validity,
         cert_validity,
+        renew_before,
         cert_sans,
         host_ca_cert_dirs,
         etcd,

@@ -170,3 +170,24 @@ impl CertInfo {
         })
     }
 }
+
+/// Whether the certificate `der` carries a valid signature by the key whose SubjectPublicKeyInfo is `issuer_spki`
+/// (P-256/SHA-256, P-384/SHA-384, RSA PKCS#1 v1.5/SHA-256: what kubeforge and kubeadm issue).
+pub fn signed_by(der: &[u8], issuer_spki: &[u8]) -> bool {
+    use p256::pkcs8::DecodePublicKey;
+    use rsa::signature::Verifier;
+    let Ok((_, c)) = parse_x509_certificate(der) else { return false };
+    let tbs = c.tbs_certificate.as_ref();
+    let sig = c.signature_value.data.as_ref();
+    if let Ok(vk) = p256::ecdsa::VerifyingKey::from_public_key_der(issuer_spki) {
+        return p256::ecdsa::Signature::from_der(sig).is_ok_and(|s| vk.verify(tbs, &s).is_ok());
+    }
+    if let Ok(vk) = p384::ecdsa::VerifyingKey::from_public_key_der(issuer_spki) {
+        return p384::ecdsa::Signature::from_der(sig).is_ok_and(|s| vk.verify(tbs, &s).is_ok());
+    }
+    if let Ok(pk) = rsa::PublicKey::from_public_key_der(issuer_spki) {
+        let vk = rsa::pkcs1v15::VerifyingKey::<Sha256>::new(pk);
+        return rsa::pkcs1v15::Signature::try_from(sig).is_ok_and(|s| vk.verify(tbs, &s).is_ok());
+    }
+    false
+}

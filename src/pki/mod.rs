@@ -26,8 +26,27 @@ pub const BACKDATE: Duration = Duration::minutes(5);
 /// Whether a piece of material was made in this run or found in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
+    /// New: nothing was in the store.
     Issued,
+    /// Replaced what the store held; `Material::reasons` says why.
+    Reissued,
+    /// Taken from the store unchanged.
     Kept,
+}
+
+/// What the caller asks of the leaves beyond what the spec implies.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Reissue these leaves even if they still match: store ids, profile names, or `all`.
+    pub renew: Vec<String>,
+    /// With `renew`: keep each renewed leaf's key instead of generating a new one.
+    pub keep_keys: bool,
+}
+
+impl Policy {
+    fn forces(&self, req: &CertRequest) -> bool {
+        self.renew.iter().any(|r| r == "all" || *r == req.id || r == req.profile.name)
+    }
 }
 
 /// A certificate with its key.
@@ -37,6 +56,8 @@ pub struct Material {
     pub cert_der: Vec<u8>,
     pub key_pem: String,
     pub origin: Origin,
+    /// Why a certificate was reissued (empty otherwise), e.g. `SAN added: IP:10.0.0.5`.
+    pub reasons: Vec<String>,
 }
 
 /// The service-account signing key pair (kubeadm-facts §1.7).
@@ -71,10 +92,12 @@ pub fn build(
     store: &Path,
     keys: &KeySource,
     now: OffsetDateTime,
+    policy: &Policy,
 ) -> Result<Pki, Error> {
     let now = now.replace_nanosecond(0).expect("0 is a valid nanosecond");
     let mut certs = BTreeMap::new();
     let mut issuers: BTreeMap<String, Issuer<'static, Key>> = BTreeMap::new();
+    let mut ca_infos: BTreeMap<String, inspect::CertInfo> = BTreeMap::new();
 
     for req in requests.iter().filter(|r| r.profile.usage.is_ca()) {
         let (material, key, key_id) = match load_ca(req, store, now)? {
@@ -89,6 +112,7 @@ pub fn build(
         let info =
             inspect::CertInfo::from_der(&material.cert_der).map_err(|e| Error::new(format!("{}: {e}", req.id)))?;
         issuers.insert(req.id.clone(), issuer(&info, key, key_id));
+        ca_infos.insert(req.id.clone(), info);
         certs.insert(req.id.clone(), material);
     }
 
@@ -109,7 +133,8 @@ pub fn build(
             return Err(bad(format!("the CA {:?} expired at {}", info.subject, info.not_after)));
         }
         let key_id = info.ski.clone().unwrap_or_else(|| key.key_id());
-        issuers.insert(plan::EXTERNAL_ETCD_CA.to_string(), issuer(&info, key, key_id));
+        issuers.insert(plan::EXTERNAL_ETCD_CA.to_string(), issuer(&info.clone(), key, key_id));
+        ca_infos.insert(plan::EXTERNAL_ETCD_CA.to_string(), info);
         external_etcd_ca = Some(cert_pem.clone());
     }
 
@@ -122,13 +147,12 @@ pub fn build(
         let handles: Vec<_> = leaves
             .chunks(chunk)
             .map(|part| {
-                let issuers = &issuers;
+                let (issuers, ca_infos) = (&issuers, &ca_infos);
                 s.spawn(move || {
                     part.iter()
                         .map(|req| {
                             let signer = req.signer.as_deref().expect("a leaf has a signer");
-                            let key = keys.generate(cluster.key_algorithm, &req.id);
-                            sign(req, &key, Some(&issuers[signer]), keys, now)
+                            leaf(cluster, req, store, keys, now, policy, &issuers[signer], &ca_infos[signer])
                         })
                         .collect::<Vec<_>>()
                 })
@@ -179,6 +203,138 @@ fn dn_value(s: &str, printable: bool) -> DnValue {
 
 fn is_printable(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b))
+}
+
+/// One leaf: kept from the store if it still is what the spec asks, otherwise (re)issued, with the reasons.
+#[allow(clippy::too_many_arguments)]
+fn leaf(
+    cluster: &Cluster,
+    req: &CertRequest,
+    store: &Path,
+    keys: &KeySource,
+    now: OffsetDateTime,
+    policy: &Policy,
+    issuer: &Issuer<'static, Key>,
+    ca: &inspect::CertInfo,
+) -> Result<Material, Error> {
+    let forced = policy.forces(req);
+    let existing = load_leaf(req, store)?;
+    let mut reasons = Vec::new();
+    let mut old_key = None;
+    if let Some((cert_pem, key_pem, key, info)) = existing {
+        if forced {
+            reasons.push("renewal requested".to_string());
+        }
+        reasons.extend(differences(cluster, req, &info, ca, now));
+        if reasons.is_empty() {
+            return Ok(Material {
+                request: req.clone(),
+                cert_der: info.der,
+                cert_pem,
+                key_pem,
+                origin: Origin::Kept,
+                reasons,
+            });
+        }
+        if policy.keep_keys && forced && key.algorithm() == cluster.key_algorithm {
+            old_key = Some(key);
+        }
+    }
+    let key = match old_key {
+        Some(k) => k,
+        // A first issue draws the key for the id; a reissue salts it with the issue time, so that even a seeded
+        // source gives the replacement a key of its own.
+        None if reasons.is_empty() => keys.generate(cluster.key_algorithm, &req.id),
+        None => keys.generate(cluster.key_algorithm, &format!("{}\0reissued@{}", req.id, now.unix_timestamp())),
+    };
+    let mut m = sign(req, &key, Some(issuer), keys, now)?;
+    m.origin = if reasons.is_empty() { Origin::Issued } else { Origin::Reissued };
+    m.reasons = reasons;
+    Ok(m)
+}
+
+/// Why a stored leaf no longer matches its request: subject, SANs (added and removed: covering them is not
+/// enough), usages, signer, key algorithm, or expiry within `pki.renewBefore`.
+fn differences(
+    cluster: &Cluster,
+    req: &CertRequest,
+    info: &inspect::CertInfo,
+    ca: &inspect::CertInfo,
+    now: OffsetDateTime,
+) -> Vec<String> {
+    let mut why = Vec::new();
+    let subject = match &req.o {
+        Some(o) => format!("O = {o}, CN = {}", req.cn),
+        None => format!("CN = {}", req.cn),
+    };
+    if info.subject != subject {
+        why.push(format!("subject {:?} -> {subject:?}", info.subject));
+    }
+    let want: Vec<String> =
+        req.dns.iter().map(|d| format!("DNS:{d}")).chain(req.ips.iter().map(|i| format!("IP:{i}"))).collect();
+    for s in want.iter().filter(|s| !info.sans.contains(s)) {
+        why.push(format!("SAN added: {s}"));
+    }
+    for s in info.sans.iter().filter(|s| !want.contains(s)) {
+        why.push(format!("SAN removed: {s}"));
+    }
+    let usage = req.profile.usage;
+    let want_eku: Vec<&str> = [(usage.server(), "serverAuth"), (usage.client(), "clientAuth")]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect();
+    if info.ext_key_usage != want_eku || info.is_ca || info.key_usage != ["digitalSignature", "keyEncipherment"] {
+        why.push(format!("usages {:?} -> {:?}", info.ext_key_usage, want_eku));
+    }
+    if info.issuer != ca.subject || !inspect::signed_by(&info.der, &ca.spki_der) {
+        why.push(format!(
+            "signer: not signed by the current {} ({})",
+            req.signer.as_deref().unwrap_or("CA"),
+            ca.subject
+        ));
+    }
+    if info.key_algorithm != cluster.key_algorithm.name() {
+        why.push(format!("key algorithm {} -> {}", info.key_algorithm, cluster.key_algorithm.name()));
+    }
+    if info.not_after - now <= Duration::seconds(cluster.renew_before) {
+        why.push(format!(
+            "expires {} (within pki.renewBefore, {}h)",
+            crate::index::rfc3339(info.not_after),
+            cluster.renew_before / 3600
+        ));
+    }
+    why
+}
+
+/// A leaf from the store: `None` if neither file exists. A half-present pair, an unreadable file or a
+/// certificate that does not match its key stops the run: that is damage to look at, not something to paper over.
+#[allow(clippy::type_complexity)]
+fn load_leaf(req: &CertRequest, store: &Path) -> Result<Option<(String, String, Key, inspect::CertInfo)>, Error> {
+    let crt = store.join(format!("{}.crt", req.id));
+    let key = store.join(format!("{}.key", req.id));
+    let fix = format!("fix or remove both files (or run `cargo xtask renew {}`) to issue it again", req.id);
+    match (crt.exists(), key.exists()) {
+        (false, false) => return Ok(None),
+        (true, true) => {}
+        _ => {
+            return Err(Error::new(format!(
+                "{}: only one of {} and {} exists; {fix}",
+                req.id,
+                crt.display(),
+                key.display()
+            )));
+        }
+    }
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| Error::new(format!("{}: {e}; {fix}", p.display())));
+    let (cert_pem, key_pem) = (read(&crt)?, read(&key)?);
+    let k = Key::from_pem(&key_pem).map_err(|e| Error::new(format!("{}: {e}; {fix}", key.display())))?;
+    let info =
+        inspect::CertInfo::from_pem(&cert_pem).map_err(|e| Error::new(format!("{}: {e}; {fix}", crt.display())))?;
+    if info.spki_der != k.spki_der() {
+        return Err(Error::new(format!("{} does not match its key {}; {fix}", crt.display(), key.display())));
+    }
+    Ok(Some((cert_pem, key_pem, k, info)))
 }
 
 fn sign(
@@ -233,6 +389,7 @@ fn sign(
         cert_der: cert.der().to_vec(),
         key_pem: key.to_pem(),
         origin: Origin::Issued,
+        reasons: Vec::new(),
     })
 }
 
@@ -285,7 +442,14 @@ fn load_ca(req: &CertRequest, store: &Path, now: OffsetDateTime) -> Result<Optio
     }
     let key_id = info.ski.clone().unwrap_or_else(|| key.key_id());
     Ok(Some((
-        Material { request: req.clone(), cert_der: info.der.clone(), cert_pem, key_pem, origin: Origin::Kept },
+        Material {
+            request: req.clone(),
+            cert_der: info.der.clone(),
+            cert_pem,
+            key_pem,
+            origin: Origin::Kept,
+            reasons: Vec::new(),
+        },
         key,
         key_id,
     )))

@@ -1,7 +1,8 @@
-//! Project automation (the cargo-xtask pattern): `cargo xtask gen` and `cargo xtask test`.
+//! Project automation (the cargo-xtask pattern): `cargo xtask gen|plan|renew|check|test`.
 
 mod tools;
 
+use std::io::Write;
 use std::process::{Command, ExitCode};
 
 const TEST_USAGE: &str = "\
@@ -12,16 +13,32 @@ cargo xtask test [CARGO-TEST-ARGS...]
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
     let result = match args.first().map(String::as_str) {
-        Some("gen") => gen_cmd(&args[1..]),
-        Some("test") => test_cmd(&args[1..]),
+        Some("gen") => kubeforge::cli::run_gen(rest).map(|s| (s, ExitCode::SUCCESS)),
+        // Exit status 2 when gen would change something, so CI can gate on it.
+        Some("plan") => kubeforge::cli::run_plan(rest).map(|(s, todo)| (s, ExitCode::from(if todo { 2 } else { 0 }))),
+        Some("renew") => kubeforge::cli::run_renew(rest).map(|s| (s, ExitCode::SUCCESS)),
+        Some("check") => kubeforge::cli::run_check(rest).map(|(s, soon)| (s, ExitCode::from(if soon { 1 } else { 0 }))),
+        Some("test") => return exit(test_cmd(rest)),
         Some("help" | "-h" | "--help") | None => {
-            println!("usage:\n{}\n{TEST_USAGE}", kubeforge::cli::GEN_USAGE);
+            println!("usage:\n{}\n{TEST_USAGE}", kubeforge::cli::USAGE);
             return ExitCode::SUCCESS;
         }
-        Some(other) => Err(format!("unknown command {other:?}; try `cargo xtask help`")),
+        Some(other) => return exit(Err(format!("unknown command {other:?}; try `cargo xtask help`"))),
     };
     match result {
+        Ok((text, code)) => {
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = writeln!(std::io::stdout(), "{text}");
+            code
+        }
+        Err(e) => exit(Err(e.to_string())),
+    }
+}
+
+fn exit(r: Result<(), String>) -> ExitCode {
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -29,13 +46,6 @@ fn main() -> ExitCode {
         }
     }
 }
-
-fn gen_cmd(args: &[String]) -> Result<(), String> {
-    let summary = kubeforge::cli::run_gen(args).map_err(|e| e.to_string())?;
-    println!("{summary}");
-    Ok(())
-}
-
 fn test_cmd(args: &[String]) -> Result<(), String> {
     let meta = cargo_metadata::MetadataCommand::new().no_deps().exec().map_err(|e| format!("cargo metadata: {e}"))?;
     let root = meta.workspace_root.as_std_path();
