@@ -22,6 +22,15 @@ cargo xtask plan [--spec FILE] [--out DIR]
 cargo xtask renew [all|NAME...] [--keep-keys] [--spec FILE] [--out DIR]
     Reissue leaf certificates (by profile name, e.g. apiserver, or store id, e.g. nodes/cp-1/apiserver) with new
     keys (--keep-keys: the same keys), keeping the CAs; every kubeconfig that embeds one is rewritten.
+cargo xtask csr [--spec FILE] [--out DIR]
+    For CAs given in pki.cas without their key (external CA mode): write a key (into DIR/pki) and a CSR (into
+    DIR/csr) for every certificate such a CA must sign, and DIR/csr/SIGNING.md with what the signer must put in.
+cargo xtask import-signed SIGNED-DIR [--spec FILE] [--out DIR]
+    Take certificates signed by the external CA back (SIGNED-DIR/<id>.crt, ids as in SIGNING.md), check each
+    (key, chain, subject, SANs, usages), then generate as gen does.
+cargo xtask import-kubeadm KUBERNETES-DIR --node NAME [--spec FILE] [--out DIR]
+    Adopt an existing kubeadm node's /etc/kubernetes (CAs, keys, certificates, kubeconfigs' client certificates)
+    as node NAME, so later plans and renewals go through kubeforge; then generate as gen does.
 cargo xtask check [--out DIR] [--within DURATION] [--format text|json]
     Every certificate kubeforge knows (CAs, kubeconfig client certificates and kubelet certificates included)
     with its expiry, residual time and signer. Exit status 1 when any expires within DURATION (default 30d).
@@ -38,6 +47,10 @@ struct Options {
     now: Option<time::OffsetDateTime>,
     dry_run: bool,
     policy: Policy,
+    /// import-signed / import-kubeadm: the directory to import from.
+    source: Option<PathBuf>,
+    /// import-kubeadm: which node of the spec the directory belongs to.
+    node: Option<String>,
 }
 
 fn parse_options(cmd: &str, args: &[String], allow: &[&str]) -> Result<Options, Error> {
@@ -48,6 +61,8 @@ fn parse_options(cmd: &str, args: &[String], allow: &[&str]) -> Result<Options, 
         now: None,
         dry_run: false,
         policy: Policy::default(),
+        source: None,
+        node: None,
     };
     let usage = || format!("see `cargo xtask help`:\n{USAGE}");
     let mut i = 0;
@@ -75,8 +90,12 @@ fn parse_options(cmd: &str, args: &[String], allow: &[&str]) -> Result<Options, 
                 );
             }
             "--dry-run" => o.dry_run = true,
+            "--node" => o.node = Some(value()?.clone()),
             "--keep-keys" => o.policy.keep_keys = true,
             name if cmd == "renew" && !name.starts_with('-') => o.policy.renew.push(name.to_string()),
+            path if cmd.starts_with("import") && !path.starts_with('-') && o.source.is_none() => {
+                o.source = Some(PathBuf::from(path))
+            }
             other => return Err(Error::new(format!("{cmd}: unexpected argument {other:?}; {}", usage()))),
         }
         i += 1;
@@ -161,6 +180,176 @@ pub fn run_renew(args: &[String]) -> Result<String, Error> {
     Ok(describe(&run, &o.out, false))
 }
 
+/// `csr`: keys and signing requests for every certificate an external CA must sign.
+pub fn run_csr(args: &[String]) -> Result<String, Error> {
+    let o = parse_options("csr", args, &["--spec", "--out", "--seed", "--now"])?;
+    let cluster = load_cluster(&o)?;
+    let keys = match o.seed {
+        Some(s) => KeySource::seeded(s),
+        None => KeySource::from_os().map_err(Error::new)?,
+    };
+    let now = o.now.unwrap_or_else(time::OffsetDateTime::now_utc);
+    let requests = crate::pki::plan::requests(&cluster);
+    let cas = crate::pki::external::keyless_cas(&cluster, &requests);
+    if cas.is_empty() {
+        return Ok(
+            "csr: every CA's key is available (no pki.cas entry without key): kubeforge signs everything itself".into(),
+        );
+    }
+    let store = o.out.join("pki");
+    let reqs = crate::pki::external::signing_requests(&cluster, &requests, &store, &keys, now)?;
+    let mut tree = output::Tree::default();
+    let mut rows = Vec::new();
+    for r in &reqs {
+        let id = &r.request.id;
+        tree.add(format!("pki/{id}.key"), r.key_pem.clone(), crate::generate::MODE_SECRET, output::Kind::Key);
+        tree.add(format!("csr/{id}.csr"), r.csr_pem.clone(), crate::generate::MODE_SECRET, output::Kind::Csr);
+        let signer = cas.iter().find(|(c, _)| Some(c) == r.request.signer.as_ref()).map(|(_, i)| i.subject.clone());
+        let subject = match &r.request.o {
+            Some(org) => format!("O = {org}, CN = {}", r.request.cn),
+            None => format!("CN = {}", r.request.cn),
+        };
+        let sans: Vec<String> = r
+            .request
+            .dns
+            .iter()
+            .map(|d| format!("DNS:{d}"))
+            .chain(r.request.ips.iter().map(|i| format!("IP:{i}")))
+            .collect();
+        let usage = r.request.profile.usage;
+        let eku: Vec<&str> = [(usage.server(), "serverAuth"), (usage.client(), "clientAuth")]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect();
+        rows.push((
+            id.clone(),
+            signer.unwrap_or_default(),
+            subject,
+            if sans.is_empty() { "-".into() } else { sans.join(", ") },
+            eku.join(", "),
+        ));
+    }
+    let list = crate::render::SigningList {
+        cluster: &cluster.name,
+        store: store.display().to_string(),
+        cas: cas.iter().map(|(id, _)| id.clone()).collect(),
+        validity: format!("{}h", cluster.cert_validity / 3600),
+        rows,
+    };
+    use askama::Template;
+    tree.add(
+        "csr/SIGNING.md",
+        crate::render::finish(list.render().expect("signing template")),
+        crate::generate::MODE_PUBLIC,
+        output::Kind::Inventory,
+    );
+    let mut changes = output::changes(&tree, &o.out)?;
+    changes.remove.clear(); // a partial tree: never remove anything
+    output::apply(&tree, &changes, &o.out)?;
+    Ok(format!(
+        "csr: {} signing request{} in {}/csr for {}; what the signer must add: {}/csr/SIGNING.md",
+        reqs.len(),
+        if reqs.len() == 1 { "" } else { "s" },
+        o.out.display(),
+        list.cas.join(", "),
+        o.out.display()
+    ))
+}
+
+/// `import-signed`: check and store certificates an external CA signed, then generate.
+pub fn run_import_signed(args: &[String]) -> Result<String, Error> {
+    let o = parse_options("import-signed", args, &["--spec", "--out", "--seed", "--now"])?;
+    let dir =
+        o.source.clone().ok_or_else(|| Error::new("import-signed: name the directory with the signed certificates"))?;
+    let cluster = load_cluster(&o)?;
+    let now = o.now.unwrap_or_else(time::OffsetDateTime::now_utc);
+    let requests = crate::pki::plan::requests(&cluster);
+    let cas = crate::pki::external::keyless_cas(&cluster, &requests);
+    let store = o.out.join("pki");
+    let mut found = Vec::new();
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| Error::new(format!("{}: {e}", d.display())))? {
+            let p = e.map_err(|e| Error::new(e.to_string()))?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "crt") {
+                found.push(p);
+            }
+        }
+    }
+    found.sort();
+    if found.is_empty() {
+        return Err(Error::new(format!("import-signed: no .crt files under {}", dir.display())));
+    }
+    let mut problems = Vec::new();
+    let mut tree = output::Tree::default();
+    for p in &found {
+        let id = p.strip_prefix(&dir).unwrap().with_extension("").to_string_lossy().into_owned();
+        let Some(req) = requests.iter().find(|r| r.id == id) else {
+            problems.push(format!("{}: {id:?} is not a certificate of this cluster", p.display()));
+            continue;
+        };
+        let Some((_, ca)) = cas.iter().find(|(c, _)| Some(c) == req.signer.as_ref()) else {
+            problems
+                .push(format!("{}: kubeforge signs {id} itself; it takes back only what csr asked for", p.display()));
+            continue;
+        };
+        let key_path = store.join(format!("{id}.key"));
+        let key = std::fs::read_to_string(&key_path)
+            .ok()
+            .and_then(|k| crate::pki::keys::Key::from_pem(&k).ok())
+            .ok_or_else(|| Error::new(format!("{}: no key for {id}; run `cargo xtask csr` first", key_path.display())));
+        let key = match key {
+            Ok(k) => k,
+            Err(e) => {
+                problems.push(e.to_string());
+                continue;
+            }
+        };
+        let pem = std::fs::read_to_string(p).map_err(|e| Error::new(format!("{}: {e}", p.display())))?;
+        let why = crate::pki::external::check_signed(&cluster, req, &pem, &key, ca, now);
+        if why.is_empty() {
+            tree.add(format!("pki/{id}.crt"), pem, crate::generate::MODE_CERT, output::Kind::Cert);
+        } else {
+            problems.push(format!("{}: {}", p.display(), why.join("; ")));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::new(format!("import-signed: nothing imported:\n  - {}", problems.join("\n  - "))));
+    }
+    let mut changes = output::changes(&tree, &o.out)?;
+    changes.remove.clear();
+    output::apply(&tree, &changes, &o.out)?;
+    let run = prepare(&o)?;
+    output::apply(&run.generated.tree, &run.changes, &o.out)?;
+    Ok(format!(
+        "imported {} signed certificate{}\n{}",
+        found.len(),
+        if found.len() == 1 { "" } else { "s" },
+        describe(&run, &o.out, false)
+    ))
+}
+
+/// `import-kubeadm`: adopt a kubeadm node's /etc/kubernetes, then generate.
+pub fn run_import_kubeadm(args: &[String]) -> Result<String, Error> {
+    let o = parse_options("import-kubeadm", args, &["--spec", "--out", "--seed", "--now", "--node"])?;
+    let dir =
+        o.source.clone().ok_or_else(|| Error::new("import-kubeadm: name the kubeadm directory (/etc/kubernetes)"))?;
+    let node =
+        o.node.clone().ok_or_else(|| Error::new("import-kubeadm: --node NAME says which node of the spec it is"))?;
+    let cluster = load_cluster(&o)?;
+    let tree = crate::import::kubeadm(&cluster, &dir, &node, &o.out.join("pki"))?;
+    let n = tree.files.len();
+    let mut changes = output::changes(&tree, &o.out)?;
+    changes.remove.clear();
+    output::apply(&tree, &changes, &o.out)?;
+    let run = prepare(&o)?;
+    output::apply(&run.generated.tree, &run.changes, &o.out)?;
+    Ok(format!("adopted {n} files of {} as node {node}\n{}", dir.display(), describe(&run, &o.out, false)))
+}
+
 fn describe(run: &Run, out: &Path, dry_run: bool) -> String {
     let c = &run.cluster;
     let mut s = String::new();
@@ -186,7 +375,15 @@ fn describe(run: &Run, out: &Path, dry_run: bool) -> String {
     let cas: Vec<String> = certs
         .values()
         .filter(|m| m.request.profile.usage.is_ca())
-        .map(|m| format!("{} ({})", m.request.id, if m.origin == Origin::Kept { "kept" } else { "created" }))
+        .map(|m| {
+            let how = match c.provided_cas.get(m.request.profile.name) {
+                Some(p) if p.key_pem.is_none() => "provided, external: no key",
+                Some(_) => "provided",
+                None if m.origin == Origin::Kept => "kept",
+                None => "created",
+            };
+            format!("{} ({how})", m.request.id)
+        })
         .collect();
     s += &format!("  CAs: {}\n", cas.join(", "));
     let kept = certs.values().filter(|m| !m.request.profile.usage.is_ca() && m.origin == Origin::Kept).count();

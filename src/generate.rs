@@ -51,13 +51,18 @@ pub fn generate_with(
     for (id, m) in &pki.certs {
         let kind = if m.request.profile.usage.is_ca() { Kind::CaCert } else { Kind::Cert };
         tree.add(format!("pki/{id}.crt"), m.cert_pem.clone(), MODE_CERT, kind);
-        tree.add(format!("pki/{id}.key"), m.key_pem.clone(), MODE_SECRET, Kind::Key);
+        if let Some(key) = &m.key_pem {
+            tree.add(format!("pki/{id}.key"), key.clone(), MODE_SECRET, Kind::Key);
+        }
     }
     // kubeadm writes sa.pub with mode 0600 too (it goes through keyutil.WriteKey).
     tree.add("pki/sa.key", pki.sa.key_pem.clone(), MODE_SECRET, Kind::Key);
     tree.add("pki/sa.pub", pki.sa.pub_pem.clone(), MODE_SECRET, Kind::PublicKey);
 
-    let ca_pem = &pki.get(&plan::store_id(ProfileId::Ca.profile(), None)).cert_pem;
+    let ca = pki.get(&plan::store_id(ProfileId::Ca.profile(), None));
+    // What clients trust: the cluster CA, and the chain above it when the CA is an intermediate.
+    let ca_bundle = format!("{}{}", ca.cert_pem, ca.chain_pem.as_deref().unwrap_or(""));
+    let ca_pem = &ca_bundle;
     let mut flag_uses: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
 
     // Per-node bundles, laid out like the node's filesystem.
@@ -84,8 +89,8 @@ pub fn generate_with(
             }
             let kind = if p.usage.is_ca() { Kind::CaCert } else { Kind::Cert };
             tree.add(format!("{root}{dest}.crt"), m.cert_pem.clone(), MODE_CERT, kind);
-            if !ca_cert_only {
-                tree.add(format!("{root}{dest}.key"), m.key_pem.clone(), MODE_SECRET, Kind::Key);
+            if let (false, Some(key)) = (ca_cert_only, &m.key_pem) {
+                tree.add(format!("{root}{dest}.key"), key.clone(), MODE_SECRET, Kind::Key);
             }
         }
         if cp {
@@ -106,7 +111,7 @@ pub fn generate_with(
             }
             let mut pods = vec![
                 manifests::kube_apiserver(cluster, node),
-                manifests::kube_controller_manager(cluster),
+                manifests::kube_controller_manager(cluster, ca.key_pem.is_some()),
                 manifests::kube_scheduler(cluster),
             ];
             if cluster.stacked_etcd() {

@@ -77,6 +77,7 @@ pub fn kind_name(k: Kind) -> &'static str {
         Kind::Rbac => "rbac",
         Kind::Inventory => "inventory",
         Kind::Index => "index",
+        Kind::Csr => "csr",
     }
 }
 

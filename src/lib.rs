@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod generate;
+pub mod import;
 pub mod index;
 pub mod net;
 pub mod output;

@@ -25,6 +25,8 @@ pub enum Kind {
     Rbac,
     Inventory,
     Index,
+    /// A certificate signing request for an external CA.
+    Csr,
 }
 
 impl Kind {

@@ -87,6 +87,23 @@ pub struct RawPki {
     /// A leaf that expires within this window is reissued by the next run.
     #[serde(default = "default_renew_before")]
     pub renew_before: String,
+    /// CAs the operator brings instead of letting kubeforge create them, by name (ca, front-proxy-ca, etcd-ca).
+    #[serde(default)]
+    pub cas: std::collections::BTreeMap<String, RawProvidedCa>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawProvidedCa {
+    /// PEM certificate of the CA, relative to the spec file.
+    pub cert: String,
+    /// Its PEM private key. Without it kubeforge issues nothing under this CA: `cargo xtask csr` writes keys and
+    /// certificate signing requests for an external signer, `cargo xtask import-signed` takes the results back.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// PEM certificates above it (intermediates up to the root), appended to the kubeconfigs' CA data.
+    #[serde(default)]
+    pub chain: Option<String>,
 }
 
 impl Default for RawPki {
@@ -96,6 +113,7 @@ impl Default for RawPki {
             ca_validity: default_ca_validity(),
             certificate_validity: default_cert_validity(),
             renew_before: default_renew_before(),
+            cas: Default::default(),
         }
     }
 }
@@ -187,7 +205,19 @@ pub struct Cluster {
     pub cert_sans: Vec<San>,
     pub host_ca_cert_dirs: Vec<String>,
     pub etcd: Etcd,
+    /// CAs given in `pki.cas`, by profile name.
+    pub provided_cas: std::collections::BTreeMap<String, ProvidedCa>,
     pub nodes: Vec<Node>,
+}
+
+/// A CA from `pki.cas`: its certificate, and its key and chain if given.
+#[derive(Debug, Clone)]
+pub struct ProvidedCa {
+    pub cert_pem: String,
+    pub key_pem: Option<String>,
+    pub chain_pem: Option<String>,
+    /// Where the certificate came from, for messages.
+    pub source: String,
 }
 
 /// Where the cluster's etcd runs.
@@ -433,6 +463,37 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
         }
     }
 
+    let mut provided_cas = std::collections::BTreeMap::new();
+    let base = file.parent().unwrap_or(Path::new("."));
+    for (name, ca) in &raw.pki.cas {
+        let at = |f: &str| format!("pki.cas.{name}.{f}");
+        let allowed = ["ca", "front-proxy-ca", "etcd-ca"];
+        if !allowed.contains(&name.as_str()) {
+            c.fail(format!("pki.cas.{name}"), format!("{name:?} is not one of {}", allowed.join(", ")));
+            continue;
+        }
+        if name == "etcd-ca" && raw.etcd.external.is_some() {
+            c.fail(format!("pki.cas.{name}"), "with etcd.external there is no etcd CA (use etcd.external.clientCA)");
+            continue;
+        }
+        let mut read = |field: &str, rel: &str| match std::fs::read_to_string(base.join(rel)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                c.fail(at(field), format!("{rel:?}: cannot read {}: {e}", base.join(rel).display()));
+                None
+            }
+        };
+        let cert_pem = read("cert", &ca.cert);
+        let key_pem = ca.key.as_ref().map(|k| read("key", k));
+        let chain_pem = ca.chain.as_ref().map(|k| read("chain", k));
+        if let (Some(cert_pem), Some(key_pem), Some(chain_pem)) =
+            (cert_pem, key_pem.map_or(Some(None), |k| k.map(Some)), chain_pem.map_or(Some(None), |k| k.map(Some)))
+        {
+            let source = base.join(&ca.cert).display().to_string();
+            provided_cas.insert(name.clone(), ProvidedCa { cert_pem, key_pem, chain_pem, source });
+        }
+    }
+
     let etcd = match &raw.etcd.external {
         None => Etcd::Stacked,
         Some(x) => Etcd::External(external_etcd(&mut c, file, x)),
@@ -506,6 +567,7 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
         cert_sans,
         host_ca_cert_dirs,
         etcd,
+        provided_cas,
         nodes,
     })
 }

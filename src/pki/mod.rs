@@ -1,5 +1,6 @@
 //! The cluster's PKI: load what the store already holds (CAs, the service-account key), issue the rest.
 
+pub mod external;
 pub mod inspect;
 pub mod keys;
 pub mod plan;
@@ -54,7 +55,10 @@ pub struct Material {
     pub request: CertRequest,
     pub cert_pem: String,
     pub cert_der: Vec<u8>,
-    pub key_pem: String,
+    /// `None` only for a CA given without its key (`pki.cas.<name>.cert` alone: external CA mode).
+    pub key_pem: Option<String>,
+    /// For a CA given with `pki.cas.<name>.chain`: its parents, appended to the CA data of kubeconfigs.
+    pub chain_pem: Option<String>,
     pub origin: Origin,
     /// Why a certificate was reissued (empty otherwise), e.g. `SAN added: IP:10.0.0.5`.
     pub reasons: Vec<String>,
@@ -100,6 +104,18 @@ pub fn build(
     let mut ca_infos: BTreeMap<String, inspect::CertInfo> = BTreeMap::new();
 
     for req in requests.iter().filter(|r| r.profile.usage.is_ca()) {
+        if let Some(given) = cluster.provided_cas.get(req.profile.name) {
+            let (material, key) = provided_ca(req, given, store, now)?;
+            let info =
+                inspect::CertInfo::from_der(&material.cert_der).map_err(|e| Error::new(format!("{}: {e}", req.id)))?;
+            if let Some(key) = key {
+                let key_id = info.ski.clone().unwrap_or_else(|| key.key_id());
+                issuers.insert(req.id.clone(), issuer(&info, key, key_id));
+            }
+            ca_infos.insert(req.id.clone(), info);
+            certs.insert(req.id.clone(), material);
+            continue;
+        }
         let (material, key, key_id) = match load_ca(req, store, now)? {
             Some(found) => found,
             None => {
@@ -143,7 +159,7 @@ pub fn build(
     // per-id streams, so the result does not depend on how the work is split.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(leaves.len().max(1));
     let chunk = leaves.len().div_ceil(threads).max(1);
-    let issued: Vec<Result<Material, Error>> = std::thread::scope(|s| {
+    let issued: Vec<Result<Material, Unissued>> = std::thread::scope(|s| {
         let handles: Vec<_> = leaves
             .chunks(chunk)
             .map(|part| {
@@ -152,7 +168,7 @@ pub fn build(
                     part.iter()
                         .map(|req| {
                             let signer = req.signer.as_deref().expect("a leaf has a signer");
-                            leaf(cluster, req, store, keys, now, policy, &issuers[signer], &ca_infos[signer])
+                            leaf(cluster, req, store, keys, now, policy, issuers.get(signer), &ca_infos[signer])
                         })
                         .collect::<Vec<_>>()
                 })
@@ -160,9 +176,25 @@ pub fn build(
             .collect();
         handles.into_iter().flat_map(|h| h.join().expect("issuing thread panicked")).collect()
     });
+    let mut unsigned = Vec::new();
     for m in issued {
-        let m = m?;
-        certs.insert(m.request.id.clone(), m);
+        match m {
+            Ok(m) => {
+                certs.insert(m.request.id.clone(), m);
+            }
+            Err(Unissued::NeedsExternalSigner(id)) => unsigned.push(id),
+            Err(Unissued::Failed(e)) => return Err(e),
+        }
+    }
+    if !unsigned.is_empty() {
+        return Err(Error::new(format!(
+            "{} certificate{} must be signed by a CA whose key kubeforge does not have (pki.cas without key): {}.\n\
+             Run `cargo xtask csr` to write their keys and signing requests, have the external CA sign them, then \
+             `cargo xtask import-signed DIR`.",
+            unsigned.len(),
+            if unsigned.len() == 1 { "" } else { "s" },
+            unsigned.join(", ")
+        )));
     }
     Ok(Pki { certs, sa, external_etcd_ca })
 }
@@ -205,6 +237,19 @@ fn is_printable(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b))
 }
 
+/// Why a leaf could not be had.
+enum Unissued {
+    /// Its CA's key is not available: an external signer must sign it (the store id).
+    NeedsExternalSigner(String),
+    Failed(Error),
+}
+
+impl From<Error> for Unissued {
+    fn from(e: Error) -> Self {
+        Unissued::Failed(e)
+    }
+}
+
 /// One leaf: kept from the store if it still is what the spec asks, otherwise (re)issued, with the reasons.
 #[allow(clippy::too_many_arguments)]
 fn leaf(
@@ -214,9 +259,9 @@ fn leaf(
     keys: &KeySource,
     now: OffsetDateTime,
     policy: &Policy,
-    issuer: &Issuer<'static, Key>,
+    issuer: Option<&Issuer<'static, Key>>,
     ca: &inspect::CertInfo,
-) -> Result<Material, Error> {
+) -> Result<Material, Unissued> {
     let forced = policy.forces(req);
     let existing = load_leaf(req, store)?;
     let mut reasons = Vec::new();
@@ -231,7 +276,8 @@ fn leaf(
                 request: req.clone(),
                 cert_der: info.der,
                 cert_pem,
-                key_pem,
+                key_pem: Some(key_pem),
+                chain_pem: None,
                 origin: Origin::Kept,
                 reasons,
             });
@@ -240,6 +286,7 @@ fn leaf(
             old_key = Some(key);
         }
     }
+    let Some(issuer) = issuer else { return Err(Unissued::NeedsExternalSigner(req.id.clone())) };
     let key = match old_key {
         Some(k) => k,
         // A first issue draws the key for the id; a reissue salts it with the issue time, so that even a seeded
@@ -253,9 +300,59 @@ fn leaf(
     Ok(m)
 }
 
+/// A CA from `pki.cas`: checked (a CA, key matches, not expired) and compared with the store, which must hold
+/// the same certificate or none: a provided CA never silently replaces another.
+fn provided_ca(
+    req: &CertRequest,
+    given: &crate::spec::ProvidedCa,
+    store: &Path,
+    now: OffsetDateTime,
+) -> Result<(Material, Option<Key>), Error> {
+    let at = format!("pki.cas.{} ({})", req.profile.name, given.source);
+    let info = inspect::CertInfo::from_pem(&given.cert_pem).map_err(|e| Error::new(format!("{at}: {e}")))?;
+    if !info.is_ca {
+        return Err(Error::new(format!("{at}: {:?} is not a CA certificate", info.subject)));
+    }
+    if info.not_after <= now {
+        return Err(Error::new(format!("{at}: the CA expired at {}", crate::index::rfc3339(info.not_after))));
+    }
+    let key = match &given.key_pem {
+        None => None,
+        Some(pem) => {
+            let key = Key::from_pem(pem).map_err(|e| Error::new(format!("{at}: the key: {e}")))?;
+            if key.spki_der() != info.spki_der {
+                return Err(Error::new(format!("{at}: the certificate and the key do not belong together")));
+            }
+            Some(key)
+        }
+    };
+    let stored = store.join(format!("{}.crt", req.id));
+    if let Ok(pem) = std::fs::read_to_string(&stored) {
+        let same = inspect::CertInfo::from_pem(&pem).is_ok_and(|s| s.der == info.der);
+        if !same {
+            return Err(Error::new(format!(
+                "{at}: {} holds another CA. kubeforge never replaces a CA silently: to switch CAs on purpose, \
+                 move {} away and run again (every certificate will be reissued).",
+                stored.display(),
+                store.display()
+            )));
+        }
+    }
+    let material = Material {
+        request: req.clone(),
+        cert_der: info.der.clone(),
+        cert_pem: given.cert_pem.clone(),
+        key_pem: given.key_pem.clone(),
+        chain_pem: given.chain_pem.clone(),
+        origin: Origin::Kept,
+        reasons: Vec::new(),
+    };
+    Ok((material, key))
+}
+
 /// Why a stored leaf no longer matches its request: subject, SANs (added and removed: covering them is not
 /// enough), usages, signer, key algorithm, or expiry within `pki.renewBefore`.
-fn differences(
+pub(crate) fn differences(
     cluster: &Cluster,
     req: &CertRequest,
     info: &inspect::CertInfo,
@@ -387,7 +484,8 @@ fn sign(
         request: req.clone(),
         cert_pem: cert.pem(),
         cert_der: cert.der().to_vec(),
-        key_pem: key.to_pem(),
+        key_pem: Some(key.to_pem()),
+        chain_pem: None,
         origin: Origin::Issued,
         reasons: Vec::new(),
     })
@@ -446,7 +544,8 @@ fn load_ca(req: &CertRequest, store: &Path, now: OffsetDateTime) -> Result<Optio
             request: req.clone(),
             cert_der: info.der.clone(),
             cert_pem,
-            key_pem,
+            key_pem: Some(key_pem),
+            chain_pem: None,
             origin: Origin::Kept,
             reasons: Vec::new(),
         },

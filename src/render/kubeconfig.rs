@@ -102,7 +102,7 @@ pub fn render(c: &Cluster, server: &str, ca_pem: &str, client: &Material) -> Str
         context: &context,
         ca_data: b64(ca_pem),
         cert_data: b64(&client.cert_pem),
-        key_data: b64(&client.key_pem),
+        key_data: b64(client.key_pem.as_deref().expect("a client certificate has its key")),
     };
     super::finish(k.render().expect("kubeconfig template"))
 }

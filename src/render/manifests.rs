@@ -248,7 +248,9 @@ pub fn kube_apiserver(c: &Cluster, node: &Node) -> StaticPod {
     }
 }
 
-pub fn kube_controller_manager(c: &Cluster) -> StaticPod {
+/// `ca_key`: whether the cluster CA's key is on the node. Without it (external CA mode) kubeadm writes the
+/// signing flags with empty values, which turns the controller-manager's CSR signer off (kubeadm-facts §5.2).
+pub fn kube_controller_manager(c: &Cluster, ca_key: bool) -> StaticPod {
     let kubeconfig = format!("{K8S_DIR}/controller-manager.conf");
     let mut flags = vec![
         ("authentication-kubeconfig", kubeconfig.clone()),
@@ -256,8 +258,8 @@ pub fn kube_controller_manager(c: &Cluster) -> StaticPod {
         ("bind-address", "127.0.0.1".into()),
         ("client-ca-file", pki("ca.crt")),
         ("cluster-name", c.name.clone()),
-        ("cluster-signing-cert-file", pki("ca.crt")),
-        ("cluster-signing-key-file", pki("ca.key")),
+        ("cluster-signing-cert-file", if ca_key { pki("ca.crt") } else { String::new() }),
+        ("cluster-signing-key-file", if ca_key { pki("ca.key") } else { String::new() }),
         ("controllers", "*,bootstrapsigner,tokencleaner".into()),
         ("kubeconfig", kubeconfig.clone()),
         ("leader-elect", "true".into()),

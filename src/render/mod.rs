@@ -78,3 +78,14 @@ pub struct Inventory<'a> {
     pub cluster: &'a str,
     pub rows: Vec<InventoryRow>,
 }
+
+#[derive(Template)]
+#[template(path = "SIGNING.md", escape = "none")]
+pub struct SigningList<'a> {
+    pub cluster: &'a str,
+    pub store: String,
+    pub cas: Vec<String>,
+    pub validity: String,
+    /// CSR path (without extension), signer subject, subject, SANs, extended key usages.
+    pub rows: Vec<(String, String, String, String, String)>,
+}

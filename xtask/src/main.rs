@@ -19,6 +19,9 @@ fn main() -> ExitCode {
         // Exit status 2 when gen would change something, so CI can gate on it.
         Some("plan") => kubeforge::cli::run_plan(rest).map(|(s, todo)| (s, ExitCode::from(if todo { 2 } else { 0 }))),
         Some("renew") => kubeforge::cli::run_renew(rest).map(|s| (s, ExitCode::SUCCESS)),
+        Some("csr") => kubeforge::cli::run_csr(rest).map(|s| (s, ExitCode::SUCCESS)),
+        Some("import-signed") => kubeforge::cli::run_import_signed(rest).map(|s| (s, ExitCode::SUCCESS)),
+        Some("import-kubeadm") => kubeforge::cli::run_import_kubeadm(rest).map(|s| (s, ExitCode::SUCCESS)),
         Some("check") => kubeforge::cli::run_check(rest).map(|(s, soon)| (s, ExitCode::from(if soon { 1 } else { 0 }))),
         Some("test") => return exit(test_cmd(rest)),
         Some("help" | "-h" | "--help") | None => {
