@@ -14,13 +14,71 @@ use crate::pki::profile::{Install, ProfileId, Scope};
 use crate::pki::{self, Pki, Policy, plan};
 use crate::render::kubeconfig::{KUBECONFIGS, render as render_kubeconfig, server_url};
 use crate::render::manifests;
-use crate::render::{ClusterRoleBindings, Inventory, InventoryRow, finish};
+use crate::render::{ClusterRoleBindings, EncryptionConfig, Inventory, InventoryRow, Provider, finish};
+use crate::security::Encryption;
 use crate::spec::Cluster;
 
 /// File modes (kubeadm-facts §1.6, §2.3, §3.0).
 pub const MODE_CERT: u32 = 0o644;
 pub const MODE_SECRET: u32 = 0o600;
 pub const MODE_PUBLIC: u32 = 0o644;
+
+/// A 32-byte encryption key, base64: kept from the store, or drawn from the key source the first time its name
+/// appears.
+fn encryption_key(store: &Path, keys: &KeySource, name: &str) -> Result<String, Error> {
+    use base64::Engine;
+    let path = store.join("encryption").join(format!("{name}.key"));
+    if path.exists() {
+        let text = pki::read_private(&path)?;
+        let secret = text.trim().to_string();
+        let ok = base64::engine::general_purpose::STANDARD.decode(&secret).is_ok_and(|b| b.len() == 32);
+        if !ok {
+            return Err(Error::new(format!(
+                "{}: not a base64 32-byte key; restore it (Secrets encrypted with it are unreadable without it)",
+                path.display()
+            )));
+        }
+        return Ok(secret);
+    }
+    let mut bytes = [0u8; 32];
+    rand_core::Rng::fill_bytes(&mut keys.rng(&format!("encryption\0{name}")), &mut bytes);
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// The directories each node needs, with owner and mode (CIS 1.1.11/1.1.12 for etcd's data directory, 1.1.19
+/// for the PKI directory).
+fn directories(cluster: &Cluster) -> Vec<crate::index::DirEntry> {
+    let mut out = Vec::new();
+    for n in &cluster.nodes {
+        let mut add = |dest: &str, owner: (&str, &str), mode: &str| {
+            out.push(crate::index::DirEntry {
+                node: n.name.clone(),
+                dest: dest.into(),
+                owner: owner.0.into(),
+                group: owner.1.into(),
+                mode: mode.into(),
+            })
+        };
+        let root = ("root", "root");
+        add("/etc/kubernetes", root, "0755");
+        add("/etc/kubernetes/pki", root, "0755");
+        add("/var/lib/kubelet", root, "0700");
+        add("/var/lib/kubelet/pki", root, "0700");
+        // The kubelet's staticPodPath, on every node (kubeadm's layout).
+        add("/etc/kubernetes/manifests", root, "0700");
+        if n.is_control_plane() {
+            if cluster.stacked_etcd() {
+                add("/etc/kubernetes/pki/etcd", root, "0755");
+                let (u, g) = &cluster.security.etcd_data_dir_owner;
+                add(manifests::ETCD_DATA_DIR, (u.as_str(), g.as_str()), "0700");
+            }
+            if cluster.security.audit.is_some() {
+                add(manifests::AUDIT_LOG_DIR, root, "0700");
+            }
+        }
+    }
+    out
+}
 
 /// The result of a run, before anything is written.
 pub struct Generated {
@@ -65,6 +123,22 @@ pub fn generate_with(
     let ca_pem = &ca_bundle;
     let mut flag_uses: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
 
+    // Encryption at rest: the keys live in the store like every other secret, one file per key name.
+    let encryption_config = match &cluster.security.encryption {
+        Encryption::None => None,
+        Encryption::Keys { provider, names } => {
+            let mut pairs = Vec::new();
+            for name in names {
+                let secret = encryption_key(store, keys, name)?;
+                tree.add(format!("pki/encryption/{name}.key"), format!("{secret}\n"), MODE_SECRET, Kind::Key);
+                pairs.push((name.clone(), secret));
+            }
+            Some(EncryptionConfig { provider: Provider::Keys(provider, pairs) })
+        }
+        Encryption::Kms(k) => Some(EncryptionConfig { provider: Provider::Kms(k.name.clone(), k.endpoint.clone()) }),
+    }
+    .map(|c| finish(c.render().expect("encryption config template")));
+
     // Per-node bundles, laid out like the node's filesystem.
     for (i, node) in cluster.nodes.iter().enumerate() {
         let root = format!("nodes/{}", node.name);
@@ -105,7 +179,25 @@ pub fn generate_with(
             let text = render_kubeconfig(cluster, &server, ca_pem, pki.get(&id));
             tree.add(format!("{root}{}/{}", manifests::K8S_DIR, k.file), text, MODE_SECRET, Kind::Kubeconfig);
         }
+        let kubelet = crate::render::KubeletConfig {
+            node: &node.name,
+            cluster_dns: cluster.service_cidrs[0].nth(10).to_string(),
+            cluster_domain: &cluster.dns_domain,
+            protect_kernel_defaults: cluster.security.protect_kernel_defaults,
+            cipher_suites: &cluster.security.cipher_suites,
+            tls_min_version: &cluster.security.tls_min_version,
+        };
+        let text = finish(kubelet.render().expect("kubelet config template"));
+        tree.add(format!("{root}/var/lib/kubelet/config.yaml"), text, MODE_SECRET, Kind::KubeletConfig);
         if cp {
+            if cluster.security.audit.is_some() {
+                let text = finish(crate::render::AuditPolicy.render().expect("audit policy template"));
+                tree.add(format!("{root}{}", manifests::AUDIT_POLICY), text, MODE_SECRET, Kind::AuditPolicy);
+            }
+            if let Some(text) = &encryption_config {
+                let path = format!("{root}{}", manifests::ENCRYPTION_CONFIG);
+                tree.add(path, text.clone(), MODE_SECRET, Kind::EncryptionConfig);
+            }
             if let Some(ca) = &pki.external_etcd_ca {
                 tree.add(format!("{root}{}/etcd/ca.crt", manifests::PKI_DIR), ca.clone(), MODE_CERT, Kind::CaCert);
             }
@@ -154,7 +246,7 @@ pub fn generate_with(
     let inv = Inventory { cluster: &cluster.name, rows };
     tree.add("PKI.md", finish(inv.render().expect("inventory template")), MODE_PUBLIC, Kind::Inventory);
 
-    let index = crate::index::build(cluster, &tree, &pki, &flag_uses).map_err(Error::new)?;
+    let index = crate::index::build(cluster, &tree, &pki, &flag_uses, directories(cluster)).map_err(Error::new)?;
     tree.add("index.json", crate::index::to_json(&index), MODE_PUBLIC, Kind::Index);
 
     Ok(Generated { tree, pki })

@@ -24,6 +24,18 @@ pub struct Index {
     pub cluster: String,
     pub kubernetes_version: String,
     pub files: Vec<FileEntry>,
+    /// Directories a node needs with their intended owner and mode (automation creates them before copying).
+    pub directories: Vec<DirEntry>,
+}
+
+#[derive(Serialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct DirEntry {
+    pub node: String,
+    pub dest: String,
+    pub owner: String,
+    pub group: String,
+    pub mode: String,
 }
 
 #[derive(Serialize)]
@@ -78,11 +90,15 @@ pub fn kind_name(k: Kind) -> &'static str {
         Kind::Inventory => "inventory",
         Kind::Index => "index",
         Kind::Csr => "csr",
+        Kind::KubeletConfig => "kubelet-config",
+        Kind::AuditPolicy => "audit-policy",
+        Kind::EncryptionConfig => "encryption-config",
     }
 }
 
 /// Uses that no static pod flag shows: the kubelet's and kube-proxy's files (destination → use).
-const NODE_AGENT_USES: [(&str, &str); 5] = [
+const NODE_AGENT_USES: [(&str, &str); 6] = [
+    ("/var/lib/kubelet/config.yaml", "kubelet --config"),
     ("/etc/kubernetes/kubelet.conf", "kubelet --kubeconfig"),
     ("/etc/kubernetes/kube-proxy.conf", "kube-proxy --kubeconfig"),
     ("/etc/kubernetes/pki/ca.crt", "kubelet --client-ca-file (authentication.x509.clientCAFile)"),
@@ -108,6 +124,7 @@ pub fn build(
     tree: &Tree,
     pki: &Pki,
     flag_uses: &BTreeMap<(String, String), Vec<String>>,
+    directories: Vec<DirEntry>,
 ) -> Result<Index, String> {
     let profile_by_fingerprint: BTreeMap<Vec<u8>, &str> =
         pki.certs.values().map(|m| (Sha256::digest(&m.cert_der).to_vec(), m.request.profile.name)).collect();
@@ -178,6 +195,7 @@ pub fn build(
         cluster: cluster.name.clone(),
         kubernetes_version: cluster.version.to_string(),
         files,
+        directories,
     })
 }
 

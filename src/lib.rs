@@ -12,6 +12,7 @@ pub mod net;
 pub mod output;
 pub mod pki;
 pub mod render;
+pub mod security;
 pub mod spec;
 
 pub use generate::{Generated, generate};

@@ -27,12 +27,16 @@ pub enum Kind {
     Index,
     /// A certificate signing request for an external CA.
     Csr,
+    KubeletConfig,
+    AuditPolicy,
+    /// The EncryptionConfiguration: it holds the keys that encrypt Secrets at rest.
+    EncryptionConfig,
 }
 
 impl Kind {
     /// Private material: keys and kubeconfigs that embed a client key.
     pub fn secret(self) -> bool {
-        matches!(self, Kind::Key | Kind::Kubeconfig)
+        matches!(self, Kind::Key | Kind::Kubeconfig | Kind::EncryptionConfig)
     }
 }
 

@@ -36,6 +36,8 @@ pub struct RawSpec {
     /// the ones that exist on the host it runs on; kubeforge runs elsewhere, so the spec says).
     #[serde(default = "default_ca_dirs", rename = "hostCACertDirs")]
     pub host_ca_cert_dirs: Vec<String>,
+    #[serde(default)]
+    pub security: crate::security::RawSecurity,
     pub nodes: Vec<RawNode>,
 }
 
@@ -205,6 +207,7 @@ pub struct Cluster {
     pub cert_sans: Vec<San>,
     pub host_ca_cert_dirs: Vec<String>,
     pub etcd: Etcd,
+    pub security: crate::security::Security,
     /// CAs given in `pki.cas`, by profile name.
     pub provided_cas: std::collections::BTreeMap<String, ProvidedCa>,
     pub nodes: Vec<Node>,
@@ -494,6 +497,8 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
         }
     }
 
+    let security = crate::security::validate(&raw.security, &mut |p, m| c.fail(p, m));
+
     let etcd = match &raw.etcd.external {
         None => Etcd::Stacked,
         Some(x) => Etcd::External(external_etcd(&mut c, file, x)),
@@ -567,6 +572,7 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
         cert_sans,
         host_ca_cert_dirs,
         etcd,
+        security,
         provided_cas,
         nodes,
     })

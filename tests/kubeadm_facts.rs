@@ -630,6 +630,10 @@ const CONTROL_PLANE_FILES: &[&str] = &[
     "etc/kubernetes/super-admin.conf",
     "var/lib/kubelet/pki/kubelet.crt",
     "var/lib/kubelet/pki/kubelet.key",
+    // kubeforge's hardening (README, "Secure by default"): audit policy, encryption at rest, kubelet config.
+    "etc/kubernetes/audit-policy.yaml",
+    "etc/kubernetes/encryption-config.yaml",
+    "var/lib/kubelet/config.yaml",
 ];
 
 const WORKER_FILES: &[&str] = &[
@@ -638,6 +642,7 @@ const WORKER_FILES: &[&str] = &[
     "etc/kubernetes/pki/ca.crt",
     "var/lib/kubelet/pki/kubelet.crt",
     "var/lib/kubelet/pki/kubelet.key",
+    "var/lib/kubelet/config.yaml",
 ];
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -712,6 +717,46 @@ fn keys(v: &Value, what: &str) -> Vec<String> {
     let mut k: Vec<String> = m.keys().map(|k| k.as_str().expect("string key").to_string()).collect();
     k.sort();
     k
+}
+
+/// kubeforge's documented additions to kubeadm's flags (README, "Secure by default"), written out by hand from
+/// the CIS 1.12 items they satisfy; the expected command is kubeadm's plus these, sorted as kubeadm sorts.
+const CIPHERS: &str = "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,\
+TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,\
+TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305";
+
+fn hardened(kubeadm: &[&str]) -> Vec<String> {
+    let tls = [format!("--tls-cipher-suites={CIPHERS}"), "--tls-min-version=VersionTLS12".to_string()];
+    let extra: Vec<String> = match kubeadm[0] {
+        "kube-apiserver" => [
+            "--audit-log-maxage=30",
+            "--audit-log-maxbackup=10",
+            "--audit-log-maxsize=100",
+            "--audit-log-path=/var/log/kubernetes/audit/audit.log",
+            "--audit-policy-file=/etc/kubernetes/audit-policy.yaml",
+            "--encryption-provider-config=/etc/kubernetes/encryption-config.yaml",
+            "--kubelet-certificate-authority=/etc/kubernetes/pki/ca.crt",
+            "--profiling=false",
+            "--service-account-extend-token-expiration=false",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(tls.clone())
+        .collect(),
+        "kube-controller-manager" | "kube-scheduler" => {
+            std::iter::once("--profiling=false".to_string()).chain(tls.clone()).collect()
+        }
+        "etcd" => vec![format!("--cipher-suites={CIPHERS}")],
+        other => panic!("unknown component {other}"),
+    };
+    let mut args: Vec<String> = kubeadm[1..].iter().map(|s| s.to_string()).chain(extra).collect();
+    args.sort_by(|a, b| {
+        let key = |s: &String| {
+            s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).unwrap_or((s.clone(), String::new()))
+        };
+        key(a).cmp(&key(b))
+    });
+    std::iter::once(kubeadm[0].to_string()).chain(args).collect()
 }
 
 fn strs(v: &[&str]) -> Vec<String> {
@@ -1287,6 +1332,13 @@ const CA_DIR_VOLUMES: &str = "
 - {hostPath: {path: /usr/share/ca-certificates, type: DirectoryOrCreate}, name: usr-share-ca-certificates}
 ";
 
+/// A YAML list of mappings, sorted by `name` (kubeadm's VolumeMapToSlice order).
+fn sorted_by_name(text: &str) -> Value {
+    let mut v: Vec<Value> = yaml(text).as_sequence().unwrap().clone();
+    v.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Value::Sequence(v)
+}
+
 /// §3.1–§3.4 for the fixture's control-plane node.
 fn expected_pods(f: &Fixture) -> Vec<PodExp> {
     use ProbeKind::*;
@@ -1297,7 +1349,7 @@ fn expected_pods(f: &Fixture) -> Vec<PodExp> {
         PodExp {
             name: "kube-apiserver",
             image: image("kube-apiserver"),
-            command: strs(f.apiserver_cmd),
+            command: hardened(f.apiserver_cmd),
             annotations: Some(yaml(&format!(
                 "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint: '{}'",
                 f.apiserver_endpoint_annotation
@@ -1307,13 +1359,26 @@ fn expected_pods(f: &Fixture) -> Vec<PodExp> {
             startup: probe(f, Startup, adv, "/livez", 6443, "HTTPS"),
             probe_port: 6443,
             resources: yaml("requests: {cpu: 250m}"),
-            mounts: yaml(CA_DIR_MOUNTS),
-            volumes: yaml(CA_DIR_VOLUMES),
+            // kubeadm's CA mounts plus kubeforge's audit log (read-write), audit policy and encryption config.
+            mounts: sorted_by_name(&format!(
+                "{CA_DIR_MOUNTS}
+- {{mountPath: /var/log/kubernetes/audit, name: audit-log}}
+- {{mountPath: /etc/kubernetes/audit-policy.yaml, name: audit-policy, readOnly: true}}
+- {{mountPath: /etc/kubernetes/encryption-config.yaml, name: encryption-config, readOnly: true}}
+"
+            )),
+            volumes: sorted_by_name(&format!(
+                "{CA_DIR_VOLUMES}
+- {{hostPath: {{path: /var/log/kubernetes/audit, type: DirectoryOrCreate}}, name: audit-log}}
+- {{hostPath: {{path: /etc/kubernetes/audit-policy.yaml, type: File}}, name: audit-policy}}
+- {{hostPath: {{path: /etc/kubernetes/encryption-config.yaml, type: File}}, name: encryption-config}}
+"
+            )),
         },
         PodExp {
             name: "kube-controller-manager",
             image: image("kube-controller-manager"),
-            command: strs(f.controller_manager_cmd),
+            command: hardened(f.controller_manager_cmd),
             annotations: None,
             // §3.2: /healthz for liveness and startup, no readiness probe, in every version.
             liveness: probe(f, Liveness, "127.0.0.1", "/healthz", 10257, "HTTPS"),
@@ -1347,7 +1412,7 @@ fn expected_pods(f: &Fixture) -> Vec<PodExp> {
         PodExp {
             name: "kube-scheduler",
             image: image("kube-scheduler"),
-            command: strs(SCHEDULER_CMD),
+            command: hardened(SCHEDULER_CMD),
             annotations: None,
             // §3.3, v1.32+: /livez (liveness, startup) and /readyz (readiness).
             liveness: probe(f, Liveness, "127.0.0.1", "/livez", 10259, "HTTPS"),
@@ -1361,7 +1426,7 @@ fn expected_pods(f: &Fixture) -> Vec<PodExp> {
         PodExp {
             name: "etcd",
             image: f.etcd_image.to_string(),
-            command: strs(f.etcd_cmd),
+            command: hardened(f.etcd_cmd),
             annotations: Some(yaml(&format!(
                 "kubeadm.kubernetes.io/etcd.advertise-client-urls: '{}'",
                 f.etcd_client_url_annotation
@@ -1491,7 +1556,7 @@ fn check_pod(f: &Fixture, root: &Path, e: &PodExp) {
         if host.starts_with("/etc/kubernetes") {
             let p = root.join(host.trim_start_matches('/'));
             match vol["hostPath"]["type"].as_str().unwrap() {
-                "FileOrCreate" => assert!(p.is_file(), "{what}: volume {host} is not a file in the bundle"),
+                "FileOrCreate" | "File" => assert!(p.is_file(), "{what}: volume {host} is not a file in the bundle"),
                 _ => assert!(p.is_dir(), "{what}: volume {host} is not a directory in the bundle"),
             }
         }
@@ -1573,8 +1638,13 @@ fn files_below(dir: &Path) -> Vec<String> {
 fn expected_mode(rel: &str) -> Option<u32> {
     if rel.ends_with(".crt") {
         Some(0o644)
-    } else if rel.ends_with(".key") || rel.ends_with("sa.pub") || rel.ends_with(".conf") || rel.contains("/manifests/")
+    } else if rel.ends_with(".key")
+        || rel.ends_with("sa.pub")
+        || rel.ends_with(".conf")
+        || rel.contains("/manifests/")
+        || rel.ends_with(".yaml")
     {
+        // The audit policy, encryption config and kubelet config too (CIS 1.1.x: 600 or stricter).
         Some(0o600)
     } else {
         None
@@ -1619,7 +1689,9 @@ fn check_bundles(f: &Fixture) {
     for n in f.nodes {
         let root = out.node(n.name);
         let want = if n.control_plane { CONTROL_PLANE_FILES } else { WORKER_FILES };
-        assert_eq!(files_below(&root), strs(want), "{}: the files of the node bundle", n.name);
+        let mut want = strs(want);
+        want.sort();
+        assert_eq!(files_below(&root), want, "{}: the files of the node bundle", n.name);
         for rel in files_below(&root) {
             let m = expected_mode(&rel).unwrap_or_else(|| panic!("{}: unexpected file {rel}", n.name));
             assert_eq!(mode(&root.join(&rel)), m, "{}:{rel}: mode", n.name);
@@ -1682,6 +1754,20 @@ fn check_bundles(f: &Fixture) {
     // Conversely, every certificate and key in the store is deployed somewhere, so every certificate of the tree
     // goes through the checks of the other tests.
     for (bytes, rel) in &store_files {
+        if rel.starts_with("encryption/") {
+            // An encryption-at-rest key is deployed inside the control plane's encryption-config.yaml.
+            let secret = String::from_utf8(bytes.clone()).unwrap().trim().to_string();
+            for n in f.nodes.iter().filter(|n| n.control_plane) {
+                let config =
+                    fs::read_to_string(out.node(n.name).join("etc/kubernetes/encryption-config.yaml")).unwrap();
+                assert!(
+                    config.contains(&format!("secret: {secret}")),
+                    "{}: OUT/pki/{rel} is not in its encryption config",
+                    n.name
+                );
+            }
+            continue;
+        }
         if rel.ends_with(".crt") || rel.ends_with(".key") {
             assert!(deployed.contains(bytes), "OUT/pki/{rel} is in the store but on no node");
         }

@@ -85,7 +85,7 @@ fn snapshot_fixture(fixture: &str) {
         }
         let text = std::str::from_utf8(&e.bytes).unwrap();
         let shown = match e.kind {
-            Kind::Manifest | Kind::Rbac | Kind::Inventory => text.to_string(),
+            Kind::Manifest | Kind::Rbac | Kind::Inventory | Kind::KubeletConfig | Kind::AuditPolicy => text.to_string(),
             // The index is large and derived from the files above; the demo's is shown as the example.
             Kind::Index if fixture == "demo" => text.to_string(),
             Kind::Kubeconfig => readable_kubeconfig(text),
@@ -153,7 +153,12 @@ fn no_snapshot_shows_key_material() {
         for (path, e) in &tree.files {
             let text = String::from_utf8_lossy(&e.bytes);
             let shown = match e.kind {
-                Kind::Manifest | Kind::Rbac | Kind::Inventory | Kind::Index => text.to_string(),
+                Kind::Manifest
+                | Kind::Rbac
+                | Kind::Inventory
+                | Kind::Index
+                | Kind::KubeletConfig
+                | Kind::AuditPolicy => text.to_string(),
                 Kind::Kubeconfig => readable_kubeconfig(&text),
                 _ => continue,
             };

@@ -424,7 +424,7 @@ fn load_leaf(req: &CertRequest, store: &Path) -> Result<Option<(String, String, 
         }
     }
     let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| Error::new(format!("{}: {e}; {fix}", p.display())));
-    let (cert_pem, key_pem) = (read(&crt)?, read(&key)?);
+    let (cert_pem, key_pem) = (read(&crt)?, read_private(&key)?);
     let k = Key::from_pem(&key_pem).map_err(|e| Error::new(format!("{}: {e}; {fix}", key.display())))?;
     let info =
         inspect::CertInfo::from_pem(&cert_pem).map_err(|e| Error::new(format!("{}: {e}; {fix}", crt.display())))?;
@@ -522,7 +522,7 @@ fn load_ca(req: &CertRequest, store: &Path, now: OffsetDateTime) -> Result<Optio
         (true, true) => {}
     }
     let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| Error::new(format!("{}: {e}", p.display())));
-    let (cert_pem, key_pem) = (read(&crt_path)?, read(&key_path)?);
+    let (cert_pem, key_pem) = (read(&crt_path)?, read_private(&key_path)?);
     let bad = |why: String| Error::new(format!("CA {} in {}: {why}. {keep}; {fresh}.", req.id, crt_path.display()));
     let key = Key::from_pem(&key_pem).map_err(|e| Error::new(format!("{}: {e}", key_path.display())))?;
     let info = inspect::CertInfo::from_pem(&cert_pem).map_err(|e| bad(e))?;
@@ -554,12 +554,29 @@ fn load_ca(req: &CertRequest, store: &Path, now: OffsetDateTime) -> Result<Optio
     )))
 }
 
+/// Reads a private key from the store, refusing one that group or others can read: a key that was exposed is
+/// not silently used (and kubeforge always writes 0600, so someone changed it).
+pub fn read_private(path: &Path) -> Result<String, Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::new(format!(
+            "{} has mode {mode:04o}: a private key must not be readable by group or others. If it may have been \
+             exposed, remove it and renew what it belongs to; otherwise `chmod 600 {}` and run again.",
+            path.display(),
+            path.display()
+        )));
+    }
+    std::fs::read_to_string(path).map_err(|e| Error::new(format!("{}: {e}", path.display())))
+}
+
 fn service_account(alg: KeyAlgorithm, store: &Path, keys: &KeySource) -> Result<ServiceAccountKey, Error> {
     let path = store.join("sa.key");
     if path.exists() {
         // kubeadm reuses an existing sa.key (kubeadm-facts §1.7); changing it would invalidate every
         // service-account token in the cluster.
-        let key_pem = std::fs::read_to_string(&path).map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
+        let key_pem = read_private(&path)?;
         let key = Key::from_pem(&key_pem).map_err(|e| {
             Error::new(format!(
                 "{} exists but cannot be loaded ({e}); restore it or remove it on purpose",

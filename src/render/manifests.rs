@@ -16,6 +16,9 @@ use crate::spec::{Cluster, Etcd, Node};
 pub const K8S_DIR: &str = "/etc/kubernetes";
 pub const PKI_DIR: &str = "/etc/kubernetes/pki";
 pub const ETCD_DATA_DIR: &str = "/var/lib/etcd";
+pub const AUDIT_POLICY: &str = "/etc/kubernetes/audit-policy.yaml";
+pub const AUDIT_LOG_DIR: &str = "/var/log/kubernetes/audit";
+pub const ENCRYPTION_CONFIG: &str = "/etc/kubernetes/encryption-config.yaml";
 const FLEXVOLUME_DIR: &str = "/usr/libexec/kubernetes/kubelet-plugins/volume/exec";
 
 pub const ETCD_CLIENT_PORT: u16 = 2379;
@@ -111,6 +114,14 @@ pub fn etcd_tag(c: &Cluster) -> &'static str {
         (32, _) => "3.5.16-0",
         _ => "3.5.15-0",
     }
+}
+
+/// `--tls-min-version` and `--tls-cipher-suites` for the Go components that serve HTTPS.
+fn tls_flags(c: &Cluster) -> Vec<(&'static str, String)> {
+    vec![
+        ("tls-cipher-suites", c.security.cipher_suites.join(",")),
+        ("tls-min-version", c.security.tls_min_version.clone()),
+    ]
 }
 
 fn image(name: &str, tag: &str) -> String {
@@ -226,6 +237,33 @@ pub fn kube_apiserver(c: &Cluster, node: &Node) -> StaticPod {
             }
         }
     }
+    // kubeforge's hardening (src/security.rs): every flag kubeadm leaves out that CIS 1.12 checks for.
+    let sec = &c.security;
+    if !sec.profiling {
+        flags.push(("profiling", "false".into()));
+    }
+    if let Some(a) = sec.audit {
+        flags.push(("audit-policy-file", AUDIT_POLICY.into()));
+        flags.push(("audit-log-path", format!("{AUDIT_LOG_DIR}/audit.log")));
+        flags.push(("audit-log-maxage", a.max_age.to_string()));
+        flags.push(("audit-log-maxbackup", a.max_backup.to_string()));
+        flags.push(("audit-log-maxsize", a.max_size.to_string()));
+        vols.push(("audit-policy".into(), AUDIT_POLICY.into(), "File", true));
+        vols.push(("audit-log".into(), AUDIT_LOG_DIR.into(), "DirectoryOrCreate", false));
+    }
+    if sec.verify_kubelets {
+        // Possible because kubeforge signs every kubelet's serving certificate with the cluster CA, with the node's
+        // name and address as SANs (what --kubelet-preferred-address-types dials), so logs/exec keep working.
+        flags.push(("kubelet-certificate-authority", pki("ca.crt")));
+    }
+    if !sec.extend_token_expiration {
+        flags.push(("service-account-extend-token-expiration", "false".into()));
+    }
+    flags.extend(tls_flags(c));
+    if !matches!(sec.encryption, crate::security::Encryption::None) {
+        flags.push(("encryption-provider-config", ENCRYPTION_CONFIG.into()));
+        vols.push(("encryption-config".into(), ENCRYPTION_CONFIG.into(), "File", true));
+    }
     let host = Some(adv.to_string());
     let port = crate::API_SERVER_PORT;
     let (mounts, volumes) = volumes(vols);
@@ -268,6 +306,10 @@ pub fn kube_controller_manager(c: &Cluster, ca_key: bool) -> StaticPod {
         ("service-account-private-key-file", pki("sa.key")),
         ("use-service-account-credentials", "true".into()),
     ];
+    if !c.security.profiling {
+        flags.push(("profiling", "false".into()));
+    }
+    flags.extend(tls_flags(c));
     if !c.pod_subnet.is_empty() {
         flags.push(("allocate-node-cidrs", "true".into()));
         flags.push(("cluster-cidr", c.pod_subnet.clone()));
@@ -296,13 +338,17 @@ pub fn kube_controller_manager(c: &Cluster, ca_key: bool) -> StaticPod {
 
 pub fn kube_scheduler(c: &Cluster) -> StaticPod {
     let kubeconfig = format!("{K8S_DIR}/scheduler.conf");
-    let flags = vec![
+    let mut flags = vec![
         ("authentication-kubeconfig", kubeconfig.clone()),
         ("authorization-kubeconfig", kubeconfig.clone()),
         ("bind-address", "127.0.0.1".into()),
         ("kubeconfig", kubeconfig.clone()),
         ("leader-elect", "true".into()),
     ];
+    if !c.security.profiling {
+        flags.push(("profiling", "false".into()));
+    }
+    flags.extend(tls_flags(c));
     let (mounts, volumes) = volumes(vec![("kubeconfig".into(), kubeconfig, "FileOrCreate", true)]);
     let host = Some("127.0.0.1".to_string());
     // v1.32 moved the scheduler's probes from /healthz to /livez and /readyz (kubeadm-facts §3.3, P1).
@@ -363,6 +409,9 @@ pub fn etcd(c: &Cluster, node: &Node) -> StaticPod {
     if members.len() > 1 {
         flags.push(("initial-cluster-state", "new".into()));
     }
+    // etcd 3.5 has no --tls-min-version. The AEAD suites of --cipher-suites exist only in TLS 1.2, so with them
+    // a TLS 1.0/1.1 handshake finds no common suite: the effective minimum is TLS 1.2 (TLS 1.3 is always on).
+    flags.push(("cipher-suites", c.security.cipher_suites.join(",")));
     let host = Some(lo.to_string());
     let port = ETCD_METRICS_PORT;
     // etcd's mounts are in kubeadm's fixed order (data, then certs), not sorted; its volumes are sorted.

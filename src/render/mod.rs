@@ -89,3 +89,34 @@ pub struct SigningList<'a> {
     /// CSR path (without extension), signer subject, subject, SANs, extended key usages.
     pub rows: Vec<(String, String, String, String, String)>,
 }
+
+#[derive(Template)]
+#[template(path = "audit-policy.yml", escape = "none")]
+pub struct AuditPolicy;
+
+/// What encrypts Secrets at rest.
+pub enum Provider {
+    /// `secretbox` or `aescbc`, with (name, base64 32-byte secret) in order.
+    Keys(&'static str, Vec<(String, String)>),
+    /// KMS v2 plugin name and endpoint.
+    Kms(String, String),
+}
+
+#[derive(Template)]
+#[template(path = "encryption-config.yml", escape = "none")]
+pub struct EncryptionConfig {
+    pub provider: Provider,
+}
+
+/// Per node; kubeadm's enforced defaults (kubeadm-facts §4.3) plus the serving certificate kubeforge issues and
+/// the CIS 1.12 kubelet items.
+#[derive(Template)]
+#[template(path = "kubelet-config.yml", escape = "none")]
+pub struct KubeletConfig<'a> {
+    pub node: &'a str,
+    pub cluster_dns: String,
+    pub cluster_domain: &'a str,
+    pub protect_kernel_defaults: bool,
+    pub cipher_suites: &'a [String],
+    pub tls_min_version: &'a str,
+}
