@@ -5,11 +5,14 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::Error;
+use crate::generate::Sealing;
 use crate::output::{self, Changes};
 use crate::pki::inspect::CertInfo;
 use crate::pki::keys::KeySource;
+use crate::pki::store::Store;
 use crate::pki::{Origin, Policy};
 use crate::spec::Cluster;
+use std::collections::BTreeMap;
 
 pub const USAGE: &str = "\
 cargo xtask gen [--spec FILE] [--out DIR] [--dry-run] [--seed N] [--now YYYY-MM-DDTHH:MM:SSZ]
@@ -51,6 +54,10 @@ struct Options {
     source: Option<PathBuf>,
     /// import-kubeadm: which node of the spec the directory belongs to.
     node: Option<String>,
+    /// An age identity file for a sealed store (else `$KUBEFORGE_AGE_IDENTITY`).
+    identity: Option<PathBuf>,
+    /// gen: also write plain copies of this node's secrets (`all`: every node's and the store's).
+    materialize: Option<String>,
 }
 
 fn parse_options(cmd: &str, args: &[String], allow: &[&str]) -> Result<Options, Error> {
@@ -63,6 +70,8 @@ fn parse_options(cmd: &str, args: &[String], allow: &[&str]) -> Result<Options, 
         policy: Policy::default(),
         source: None,
         node: None,
+        identity: None,
+        materialize: None,
     };
     let usage = || format!("see `cargo xtask help`:\n{USAGE}");
     let mut i = 0;
@@ -91,6 +100,8 @@ fn parse_options(cmd: &str, args: &[String], allow: &[&str]) -> Result<Options, 
             }
             "--dry-run" => o.dry_run = true,
             "--node" => o.node = Some(value()?.clone()),
+            "--identity" => o.identity = Some(PathBuf::from(value()?)),
+            "--materialize" => o.materialize = Some(value()?.clone()),
             "--keep-keys" => o.policy.keep_keys = true,
             name if cmd == "renew" && !name.starts_with('-') => o.policy.renew.push(name.to_string()),
             path if cmd.starts_with("import") && !path.starts_with('-') && o.source.is_none() => {
@@ -124,14 +135,73 @@ fn prepare(o: &Options) -> Result<Run, Error> {
         None => KeySource::from_os().map_err(Error::new)?,
     };
     let now = o.now.unwrap_or_else(time::OffsetDateTime::now_utc);
-    let generated = crate::generate::generate_with(&cluster, &o.out.join("pki"), &keys, now, &o.policy)?;
+    let (store, sealing) = open_store(&cluster, o)?;
+    let generated = crate::generate::generate_with(&cluster, &store, &keys, now, &o.policy, sealing.as_ref())?;
     let changes = output::changes(&generated.tree, &o.out)?;
     Ok(Run { cluster, generated, changes })
 }
 
+/// The PKI store of OUT, decrypted in memory when the spec seals secrets and sealed files exist (which needs an
+/// identity), and the sealing to apply to this run's output.
+fn open_store(cluster: &Cluster, o: &Options) -> Result<(Store, Option<Sealing>), Error> {
+    let pki = o.out.join("pki");
+    let Some(recipients) = &cluster.sealed_to else {
+        if let Some(m) = &o.materialize {
+            return Err(Error::new(format!(
+                "--materialize {m}: secrets are only sealed with pki.encryption.age in the spec; without it every \
+                 file is already written in plain"
+            )));
+        }
+        return Ok((Store::plain(&pki), None));
+    };
+    if let Some(m) = &o.materialize {
+        if m != "all" && !cluster.nodes.iter().any(|n| &n.name == m) {
+            return Err(Error::new(format!("--materialize {m:?}: not a node of the spec (or `all`)")));
+        }
+    }
+    let recipients = recipients
+        .iter()
+        .map(|r| crate::sealed::parse_recipient(r).map_err(Error::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sealed = crate::sealed::sealed_files(&o.out)?;
+    let previous = if sealed.is_empty() {
+        BTreeMap::new()
+    } else {
+        let path = crate::sealed::identity_path(o.identity.as_deref()).ok_or_else(|| {
+            Error::new(format!(
+                "{}/{} holds sealed secrets: give the age identity that opens them with --identity FILE or ${}. \
+                 (plan and check also work without one, from public files only.)",
+                o.out.display(),
+                crate::sealed::SECRETS_DIR,
+                crate::sealed::IDENTITY_ENV
+            ))
+        })?;
+        let ids = crate::sealed::load_identities(&path)?;
+        crate::sealed::unseal_all(&o.out, &ids)?
+    };
+    let store = if sealed.is_empty() {
+        // A plain store being sealed for the first time (or nothing yet): read it from disk.
+        Store::plain(&pki)
+    } else {
+        let keys = previous
+            .iter()
+            .filter_map(|(p, (plain, _))| {
+                let rel = p.strip_prefix("pki/")?;
+                Some((rel.to_string(), String::from_utf8_lossy(plain).into_owned()))
+            })
+            .collect();
+        Store::sealed(&pki, keys)
+    };
+    Ok((store, Some(Sealing { recipients, previous, materialize: o.materialize.clone() })))
+}
+
 /// `gen`: returns the summary to print.
 pub fn run_gen(args: &[String]) -> Result<String, Error> {
-    let o = parse_options("gen", args, &["--spec", "--out", "--seed", "--now", "--dry-run"])?;
+    let o = parse_options(
+        "gen",
+        args,
+        &["--spec", "--out", "--seed", "--now", "--dry-run", "--identity", "--materialize"],
+    )?;
     let run = prepare(&o)?;
     if o.dry_run {
         return Ok(describe(&run, &o.out, true));
@@ -142,14 +212,21 @@ pub fn run_gen(args: &[String]) -> Result<String, Error> {
 
 /// `plan`: the summary, and whether gen would change anything.
 pub fn run_plan(args: &[String]) -> Result<(String, bool), Error> {
-    let o = parse_options("plan", args, &["--spec", "--out", "--seed", "--now"])?;
+    let o = parse_options("plan", args, &["--spec", "--out", "--seed", "--now", "--identity"])?;
+    let cluster = load_cluster(&o)?;
+    let sealed_without_identity = cluster.sealed_to.is_some()
+        && !crate::sealed::sealed_files(&o.out)?.is_empty()
+        && crate::sealed::identity_path(o.identity.as_deref()).is_none();
+    if sealed_without_identity {
+        return public_plan(&cluster, &o);
+    }
     let run = prepare(&o)?;
     Ok((describe(&run, &o.out, true), !run.changes.is_empty()))
 }
 
 /// `renew`: reissue the named leaves (or all) and write.
 pub fn run_renew(args: &[String]) -> Result<String, Error> {
-    let o = parse_options("renew", args, &["--spec", "--out", "--seed", "--now", "--keep-keys"])?;
+    let o = parse_options("renew", args, &["--spec", "--out", "--seed", "--now", "--keep-keys", "--identity"])?;
     if o.policy.renew.is_empty() {
         return Err(Error::new("renew: name the certificates to renew (profile names or store ids), or `all`"));
     }
@@ -348,6 +425,49 @@ pub fn run_import_kubeadm(args: &[String]) -> Result<String, Error> {
     let run = prepare(&o)?;
     output::apply(&run.generated.tree, &run.changes, &o.out)?;
     Ok(format!("adopted {n} files of {} as node {node}\n{}", dir.display(), describe(&run, &o.out, false)))
+}
+
+/// `plan` for a sealed store without its identity: certificate by certificate, from the public certificates
+/// alone (what would be kept, issued, reissued and why). File-level changes need the secrets and are not listed.
+fn public_plan(cluster: &Cluster, o: &Options) -> Result<(String, bool), Error> {
+    let now = o.now.unwrap_or_else(time::OffsetDateTime::now_utc);
+    let requests = crate::pki::plan::requests(cluster);
+    let store = o.out.join("pki");
+    let read = |id: &str| {
+        std::fs::read_to_string(store.join(format!("{id}.crt"))).ok().and_then(|p| CertInfo::from_pem(&p).ok())
+    };
+    let mut lines = Vec::new();
+    let (mut kept, mut todo) = (0, false);
+    for r in requests.iter().filter(|r| !r.profile.usage.is_ca()) {
+        let ca = r.signer.as_deref().and_then(read);
+        match (read(&r.id), ca) {
+            (Some(info), Some(ca)) => {
+                let why = crate::pki::differences(cluster, r, &info, &ca, now);
+                if why.is_empty() {
+                    kept += 1;
+                } else {
+                    todo = true;
+                    lines.push(format!("    reissue  {} — {}", r.id, why.join("; ")));
+                }
+            }
+            _ => {
+                todo = true;
+                lines.push(format!("    issue    {} — new", r.id));
+            }
+        }
+    }
+    let mut s = format!(
+        "kubeforge plan (public files only: no age identity given): cluster {:?} ({})\n  certificates: {kept} kept, {} to be issued\n",
+        cluster.name,
+        cluster.version,
+        lines.len()
+    );
+    for l in &lines {
+        s += l;
+        s.push('\n');
+    }
+    s += "  files: not compared (the secrets are sealed; give --identity to see every file)";
+    Ok((s, todo))
 }
 
 fn describe(run: &Run, out: &Path, dry_run: bool) -> String {

@@ -11,6 +11,7 @@ use crate::output::{Kind, Tree};
 use crate::pki::inspect::CertInfo;
 use crate::pki::keys::KeySource;
 use crate::pki::profile::{Install, ProfileId, Scope};
+use crate::pki::store::Store;
 use crate::pki::{self, Pki, Policy, plan};
 use crate::render::kubeconfig::{KUBECONFIGS, render as render_kubeconfig, server_url};
 use crate::render::manifests;
@@ -25,17 +26,17 @@ pub const MODE_PUBLIC: u32 = 0o644;
 
 /// A 32-byte encryption key, base64: kept from the store, or drawn from the key source the first time its name
 /// appears.
-fn encryption_key(store: &Path, keys: &KeySource, name: &str) -> Result<String, Error> {
+fn encryption_key(store: &Store, keys: &KeySource, name: &str) -> Result<String, Error> {
     use base64::Engine;
-    let path = store.join("encryption").join(format!("{name}.key"));
-    if path.exists() {
-        let text = pki::read_private(&path)?;
+    let rel = format!("encryption/{name}.key");
+    let path = store.show(&rel);
+    if store.exists(&rel) {
+        let text = store.read_private(&rel)?;
         let secret = text.trim().to_string();
         let ok = base64::engine::general_purpose::STANDARD.decode(&secret).is_ok_and(|b| b.len() == 32);
         if !ok {
             return Err(Error::new(format!(
-                "{}: not a base64 32-byte key; restore it (Secrets encrypted with it are unreadable without it)",
-                path.display()
+                "{path}: not a base64 32-byte key; restore it (Secrets encrypted with it are unreadable without it)"
             )));
         }
         return Ok(secret);
@@ -89,16 +90,26 @@ pub struct Generated {
 /// Builds the output for `cluster`. `store` is the PKI store (`OUT/pki`) from which existing CAs and the
 /// service-account key are reused; nothing is written.
 pub fn generate(cluster: &Cluster, store: &Path, keys: &KeySource, now: OffsetDateTime) -> Result<Generated, Error> {
-    generate_with(cluster, store, keys, now, &Policy::default())
+    generate_with(cluster, &Store::plain(store), keys, now, &Policy::default(), None)
 }
 
-/// [`generate`] with a renewal policy (`cargo xtask renew`).
+/// Sealing the secrets of a run (`pki.encryption.age`).
+pub struct Sealing {
+    pub recipients: Vec<age::x25519::Recipient>,
+    /// The previous run's secrets: a secret whose plaintext did not change keeps its ciphertext.
+    pub previous: crate::sealed::Unsealed,
+    /// Write plain copies of the secrets of this node (`all`: every node and the store) as well.
+    pub materialize: Option<String>,
+}
+
+/// [`generate`] with a store that may be sealed, a renewal policy (`cargo xtask renew`) and sealing.
 pub fn generate_with(
     cluster: &Cluster,
-    store: &Path,
+    store: &Store,
     keys: &KeySource,
     now: OffsetDateTime,
     policy: &Policy,
+    sealing: Option<&Sealing>,
 ) -> Result<Generated, Error> {
     let requests = plan::requests(cluster);
     let pki = pki::build(cluster, &requests, store, keys, now, policy)?;
@@ -245,6 +256,36 @@ pub fn generate_with(
     }
     let inv = Inventory { cluster: &cluster.name, rows };
     tree.add("PKI.md", finish(inv.render().expect("inventory template")), MODE_PUBLIC, Kind::Inventory);
+
+    // Every secret file, for OUT/.gitignore (so `git add OUT` commits only the public half) and, with
+    // pki.encryption.age, sealed into OUT/secrets.
+    let secret_paths: Vec<String> =
+        tree.files.iter().filter(|(_, e)| e.kind.secret()).map(|(p, _)| p.clone()).collect();
+    if let Some(s) = sealing {
+        for path in &secret_paths {
+            let entry = tree.files.get_mut(path).expect("listed above");
+            let cipher = match s.previous.get(path) {
+                Some((plain, cipher)) if *plain == entry.bytes => cipher.clone(),
+                _ => crate::sealed::seal(&s.recipients, &entry.bytes)?,
+            };
+            let sealed = crate::sealed::sealed_path(path);
+            entry.sealed = Some(sealed.clone());
+            entry.write = match s.materialize.as_deref() {
+                Some("all") => true,
+                Some(node) => path.starts_with(&format!("nodes/{node}/")),
+                None => false,
+            };
+            tree.add(sealed, cipher, MODE_PUBLIC, Kind::Sealed);
+        }
+    }
+    let mut ignore = String::from(
+        "# Written by kubeforge: every secret file of this tree (private keys, kubeconfigs with client keys, the\n\
+         # encryption-at-rest config). `git add` of this directory commits exactly the public half.\n",
+    );
+    for p in &secret_paths {
+        ignore += &format!("/{p}\n");
+    }
+    tree.add(".gitignore", ignore, MODE_PUBLIC, Kind::Gitignore);
 
     let index = crate::index::build(cluster, &tree, &pki, &flag_uses, directories(cluster)).map_err(Error::new)?;
     tree.add("index.json", crate::index::to_json(&index), MODE_PUBLIC, Kind::Index);

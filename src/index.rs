@@ -58,6 +58,9 @@ pub struct FileEntry {
     pub used_by: Vec<String>,
     /// For certificates, and for kubeconfigs the client certificate they embed.
     pub certificate: Option<CertEntry>,
+    /// With `pki.encryption.age`: the encrypted copy of this secret file (relative to OUT). The plain file is in
+    /// OUT only after `gen --materialize` (deliberately not recorded here: the index is part of the reviewed tree).
+    pub sealed: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -93,6 +96,8 @@ pub fn kind_name(k: Kind) -> &'static str {
         Kind::KubeletConfig => "kubelet-config",
         Kind::AuditPolicy => "audit-policy",
         Kind::EncryptionConfig => "encryption-config",
+        Kind::Sealed => "sealed",
+        Kind::Gitignore => "gitignore",
     }
 }
 
@@ -187,6 +192,7 @@ pub fn build(
             sha256: Sha256::digest(&e.bytes).iter().map(|b| format!("{b:02x}")).collect(),
             used_by,
             certificate,
+            sealed: e.sealed.clone(),
         });
     }
     Ok(Index {

@@ -12,6 +12,7 @@ pub mod net;
 pub mod output;
 pub mod pki;
 pub mod render;
+pub mod sealed;
 pub mod security;
 pub mod spec;
 

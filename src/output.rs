@@ -31,6 +31,10 @@ pub enum Kind {
     AuditPolicy,
     /// The EncryptionConfiguration: it holds the keys that encrypt Secrets at rest.
     EncryptionConfig,
+    /// A secret file encrypted to the spec's age recipients (`secrets/<path>.age`): safe to commit.
+    Sealed,
+    /// OUT/.gitignore: the secret files, so that `git add OUT` commits only the public half.
+    Gitignore,
 }
 
 impl Kind {
@@ -44,6 +48,11 @@ pub struct Entry {
     pub bytes: Vec<u8>,
     pub mode: u32,
     pub kind: Kind,
+    /// False for a secret that is kept only sealed (not materialized): it is described, not written, and a plain
+    /// copy left by an earlier `--materialize` is removed.
+    pub write: bool,
+    /// Where its sealed copy is, relative to OUT.
+    pub sealed: Option<String>,
 }
 
 /// Files by path relative to OUT, `/`-separated, sorted.
@@ -57,7 +66,8 @@ pub struct Tree {
 impl Tree {
     pub fn add(&mut self, path: impl Into<String>, bytes: impl Into<Vec<u8>>, mode: u32, kind: Kind) {
         let path = path.into();
-        let prev = self.files.insert(path.clone(), Entry { bytes: bytes.into(), mode, kind });
+        let prev =
+            self.files.insert(path.clone(), Entry { bytes: bytes.into(), mode, kind, write: true, sealed: None });
         assert!(prev.is_none(), "{path} is produced twice");
     }
 }
@@ -84,6 +94,12 @@ pub fn changes(tree: &Tree, out: &Path) -> Result<Changes, Error> {
     let mut c = Changes::default();
     for (rel, entry) in &tree.files {
         let path = out.join(rel);
+        if !entry.write {
+            if path.is_file() {
+                c.remove.push(rel.clone());
+            }
+            continue;
+        }
         let same = fs::symlink_metadata(&path).is_ok_and(|m| {
             m.is_file()
                 && m.permissions().mode() & 0o7777 == entry.mode

@@ -92,6 +92,22 @@ pub struct RawPki {
     /// CAs the operator brings instead of letting kubeforge create them, by name (ca, front-proxy-ca, etcd-ca).
     #[serde(default)]
     pub cas: std::collections::BTreeMap<String, RawProvidedCa>,
+    /// Keep every secret file encrypted in OUT/secrets (see src/sealed.rs).
+    #[serde(default)]
+    pub encryption: Option<RawStoreEncryption>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawStoreEncryption {
+    pub age: RawAge,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawAge {
+    /// age X25519 recipients (`age1...`), e.g. the deploy machine's and each operator's.
+    pub recipients: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +132,7 @@ impl Default for RawPki {
             certificate_validity: default_cert_validity(),
             renew_before: default_renew_before(),
             cas: Default::default(),
+            encryption: None,
         }
     }
 }
@@ -208,6 +225,8 @@ pub struct Cluster {
     pub host_ca_cert_dirs: Vec<String>,
     pub etcd: Etcd,
     pub security: crate::security::Security,
+    /// `pki.encryption.age.recipients`: when set, secrets are kept sealed in OUT/secrets.
+    pub sealed_to: Option<Vec<String>>,
     /// CAs given in `pki.cas`, by profile name.
     pub provided_cas: std::collections::BTreeMap<String, ProvidedCa>,
     pub nodes: Vec<Node>,
@@ -498,6 +517,17 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
     }
 
     let security = crate::security::validate(&raw.security, &mut |p, m| c.fail(p, m));
+    let sealed_to = raw.pki.encryption.as_ref().map(|e| {
+        if e.age.recipients.is_empty() {
+            c.fail("pki.encryption.age.recipients", "list at least one age recipient (age1...)");
+        }
+        for (i, r) in e.age.recipients.iter().enumerate() {
+            if let Err(m) = crate::sealed::parse_recipient(r) {
+                c.fail(format!("pki.encryption.age.recipients[{i}]"), m);
+            }
+        }
+        e.age.recipients.clone()
+    });
 
     let etcd = match &raw.etcd.external {
         None => Etcd::Stacked,
@@ -573,6 +603,7 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
         host_ca_cert_dirs,
         etcd,
         security,
+        sealed_to,
         provided_cas,
         nodes,
     })

@@ -85,7 +85,12 @@ fn snapshot_fixture(fixture: &str) {
         }
         let text = std::str::from_utf8(&e.bytes).unwrap();
         let shown = match e.kind {
-            Kind::Manifest | Kind::Rbac | Kind::Inventory | Kind::KubeletConfig | Kind::AuditPolicy => text.to_string(),
+            Kind::Manifest
+            | Kind::Rbac
+            | Kind::Inventory
+            | Kind::KubeletConfig
+            | Kind::AuditPolicy
+            | Kind::Gitignore => text.to_string(),
             // The index is large and derived from the files above; the demo's is shown as the example.
             Kind::Index if fixture == "demo" => text.to_string(),
             Kind::Kubeconfig => readable_kubeconfig(text),

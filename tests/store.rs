@@ -162,12 +162,16 @@ fn modes_are_exact() {
     let out = tmp.path().join("out");
     run_gen(&out, &FIXED).unwrap();
     for (path, (_, mode, ..)) in state(&out) {
-        let want =
-            if path.ends_with(".crt") || path == "PKI.md" || path == "index.json" || path.starts_with("bootstrap/") {
-                0o644
-            } else {
-                0o600
-            };
+        let want = if path.ends_with(".crt")
+            || path == "PKI.md"
+            || path == "index.json"
+            || path == ".gitignore"
+            || path.starts_with("bootstrap/")
+        {
+            0o644
+        } else {
+            0o600
+        };
         assert_eq!(mode, want, "{path}: mode {mode:o}, want {want:o}");
     }
     let pki_dir = fs::metadata(out.join("pki")).unwrap().permissions().mode() & 0o777;

@@ -5,6 +5,7 @@ pub mod inspect;
 pub mod keys;
 pub mod plan;
 pub mod profile;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,6 +21,7 @@ use crate::Error;
 use crate::spec::{Cluster, Etcd, ExternalEtcd, KeyAlgorithm};
 use keys::{Key, KeySource};
 use plan::CertRequest;
+use store::Store;
 
 /// kubeadm backdates NotBefore by five minutes to tolerate clock skew between nodes (`CertificateBackdate`).
 pub const BACKDATE: Duration = Duration::minutes(5);
@@ -93,7 +95,7 @@ impl Pki {
 pub fn build(
     cluster: &Cluster,
     requests: &[CertRequest],
-    store: &Path,
+    store: &Store,
     keys: &KeySource,
     now: OffsetDateTime,
     policy: &Policy,
@@ -255,7 +257,7 @@ impl From<Error> for Unissued {
 fn leaf(
     cluster: &Cluster,
     req: &CertRequest,
-    store: &Path,
+    store: &Store,
     keys: &KeySource,
     now: OffsetDateTime,
     policy: &Policy,
@@ -305,7 +307,7 @@ fn leaf(
 fn provided_ca(
     req: &CertRequest,
     given: &crate::spec::ProvidedCa,
-    store: &Path,
+    store: &Store,
     now: OffsetDateTime,
 ) -> Result<(Material, Option<Key>), Error> {
     let at = format!("pki.cas.{} ({})", req.profile.name, given.source);
@@ -326,7 +328,7 @@ fn provided_ca(
             Some(key)
         }
     };
-    let stored = store.join(format!("{}.crt", req.id));
+    let stored = store.path(&format!("{}.crt", req.id));
     if let Ok(pem) = std::fs::read_to_string(&stored) {
         let same = inspect::CertInfo::from_pem(&pem).is_ok_and(|s| s.der == info.der);
         if !same {
@@ -334,7 +336,7 @@ fn provided_ca(
                 "{at}: {} holds another CA. kubeforge never replaces a CA silently: to switch CAs on purpose, \
                  move {} away and run again (every certificate will be reissued).",
                 stored.display(),
-                store.display()
+                store.dir.display()
             )));
         }
     }
@@ -352,7 +354,7 @@ fn provided_ca(
 
 /// Why a stored leaf no longer matches its request: subject, SANs (added and removed: covering them is not
 /// enough), usages, signer, key algorithm, or expiry within `pki.renewBefore`.
-pub(crate) fn differences(
+pub fn differences(
     cluster: &Cluster,
     req: &CertRequest,
     info: &inspect::CertInfo,
@@ -407,29 +409,28 @@ pub(crate) fn differences(
 /// A leaf from the store: `None` if neither file exists. A half-present pair, an unreadable file or a
 /// certificate that does not match its key stops the run: that is damage to look at, not something to paper over.
 #[allow(clippy::type_complexity)]
-fn load_leaf(req: &CertRequest, store: &Path) -> Result<Option<(String, String, Key, inspect::CertInfo)>, Error> {
-    let crt = store.join(format!("{}.crt", req.id));
-    let key = store.join(format!("{}.key", req.id));
+fn load_leaf(req: &CertRequest, store: &Store) -> Result<Option<(String, String, Key, inspect::CertInfo)>, Error> {
+    let (crt, key) = (format!("{}.crt", req.id), format!("{}.key", req.id));
     let fix = format!("fix or remove both files (or run `cargo xtask renew {}`) to issue it again", req.id);
-    match (crt.exists(), key.exists()) {
+    match (store.exists(&crt), store.exists(&key)) {
         (false, false) => return Ok(None),
         (true, true) => {}
         _ => {
             return Err(Error::new(format!(
                 "{}: only one of {} and {} exists; {fix}",
                 req.id,
-                crt.display(),
-                key.display()
+                store.show(&crt),
+                store.show(&key)
             )));
         }
     }
-    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| Error::new(format!("{}: {e}; {fix}", p.display())));
-    let (cert_pem, key_pem) = (read(&crt)?, read_private(&key)?);
-    let k = Key::from_pem(&key_pem).map_err(|e| Error::new(format!("{}: {e}; {fix}", key.display())))?;
+    let with_fix = |e: Error| Error::new(format!("{e}; {fix}"));
+    let (cert_pem, key_pem) = (store.read(&crt).map_err(with_fix)?, store.read_private(&key).map_err(with_fix)?);
+    let k = Key::from_pem(&key_pem).map_err(|e| Error::new(format!("{}: {e}; {fix}", store.show(&key))))?;
     let info =
-        inspect::CertInfo::from_pem(&cert_pem).map_err(|e| Error::new(format!("{}: {e}; {fix}", crt.display())))?;
+        inspect::CertInfo::from_pem(&cert_pem).map_err(|e| Error::new(format!("{}: {e}; {fix}", store.show(&crt))))?;
     if info.spki_der != k.spki_der() {
-        return Err(Error::new(format!("{} does not match its key {}; {fix}", crt.display(), key.display())));
+        return Err(Error::new(format!("{} does not match its key {}; {fix}", store.show(&crt), store.show(&key))));
     }
     Ok(Some((cert_pem, key_pem, k, info)))
 }
@@ -492,39 +493,35 @@ fn sign(
 }
 
 /// Reads an existing CA from the store. `Ok(None)` when neither file exists.
-fn load_ca(req: &CertRequest, store: &Path, now: OffsetDateTime) -> Result<Option<(Material, Key, Vec<u8>)>, Error> {
-    let crt_path = store.join(format!("{}.crt", req.id));
-    let key_path = store.join(format!("{}.key", req.id));
+fn load_ca(req: &CertRequest, store: &Store, now: OffsetDateTime) -> Result<Option<(Material, Key, Vec<u8>)>, Error> {
+    let (crt, key_rel) = (format!("{}.crt", req.id), format!("{}.key", req.id));
+    let (crt_path, key_path) = (store.show(&crt), store.show(&key_rel));
     let keep = "kubeforge never replaces a CA silently";
     let fresh = format!(
         "to start a new PKI on purpose, move {} away and run again (every certificate, kubeconfig and node bundle \
          will change)",
-        store.display()
+        store.dir.display()
     );
-    match (crt_path.exists(), key_path.exists()) {
+    match (store.exists(&crt), store.exists(&key_rel)) {
         (false, false) => return Ok(None),
         (true, false) => {
             return Err(Error::new(format!(
-                "CA {}: {} exists but its key {} does not. {keep}: restore the key, or {fresh}.",
-                req.id,
-                crt_path.display(),
-                key_path.display()
+                "CA {}: {crt_path} exists but its key {key_path} does not. {keep}: restore the key, or {fresh}.",
+                req.id
             )));
         }
         (false, true) => {
             return Err(Error::new(format!(
-                "CA {}: the key {} exists but the certificate {} does not. {keep}: restore the certificate, or {fresh}.",
-                req.id,
-                key_path.display(),
-                crt_path.display()
+                "CA {}: the key {key_path} exists but the certificate {crt_path} does not. {keep}: restore the \
+                 certificate, or {fresh}.",
+                req.id
             )));
         }
         (true, true) => {}
     }
-    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| Error::new(format!("{}: {e}", p.display())));
-    let (cert_pem, key_pem) = (read(&crt_path)?, read_private(&key_path)?);
-    let bad = |why: String| Error::new(format!("CA {} in {}: {why}. {keep}; {fresh}.", req.id, crt_path.display()));
-    let key = Key::from_pem(&key_pem).map_err(|e| Error::new(format!("{}: {e}", key_path.display())))?;
+    let (cert_pem, key_pem) = (store.read(&crt)?, store.read_private(&key_rel)?);
+    let bad = |why: String| Error::new(format!("CA {} in {crt_path}: {why}. {keep}; {fresh}.", req.id));
+    let key = Key::from_pem(&key_pem).map_err(|e| Error::new(format!("{key_path}: {e}")))?;
     let info = inspect::CertInfo::from_pem(&cert_pem).map_err(|e| bad(e))?;
     if !info.is_ca {
         return Err(bad("it is not a CA certificate".into()));
@@ -533,7 +530,7 @@ fn load_ca(req: &CertRequest, store: &Path, now: OffsetDateTime) -> Result<Optio
         return Err(bad(format!("its subject is {:?}, the spec needs \"CN = {}\"", info.subject, req.cn)));
     }
     if info.spki_der != key.spki_der() {
-        return Err(bad(format!("it does not match its key {}", key_path.display())));
+        return Err(bad(format!("it does not match its key {key_path}")));
     }
     if info.not_after <= now {
         return Err(bad(format!("it expired at {}", info.not_after)));
@@ -571,16 +568,15 @@ pub fn read_private(path: &Path) -> Result<String, Error> {
     std::fs::read_to_string(path).map_err(|e| Error::new(format!("{}: {e}", path.display())))
 }
 
-fn service_account(alg: KeyAlgorithm, store: &Path, keys: &KeySource) -> Result<ServiceAccountKey, Error> {
-    let path = store.join("sa.key");
-    if path.exists() {
+fn service_account(alg: KeyAlgorithm, store: &Store, keys: &KeySource) -> Result<ServiceAccountKey, Error> {
+    if store.exists("sa.key") {
         // kubeadm reuses an existing sa.key (kubeadm-facts §1.7); changing it would invalidate every
         // service-account token in the cluster.
-        let key_pem = read_private(&path)?;
+        let key_pem = store.read_private("sa.key")?;
         let key = Key::from_pem(&key_pem).map_err(|e| {
             Error::new(format!(
                 "{} exists but cannot be loaded ({e}); restore it or remove it on purpose",
-                path.display()
+                store.show("sa.key")
             ))
         })?;
         return Ok(ServiceAccountKey { pub_pem: key.public_key_pem(), key_pem, origin: Origin::Kept });
