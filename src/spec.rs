@@ -476,12 +476,30 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
 
     let cert_sans = sans(&mut c, "apiServer.certSANs", &raw.api_server.cert_sans);
 
+    // Each directory becomes a hostPath volume named after its path (kubeadm's rule: "/etc/pki/ca-trust" ->
+    // "etc-pki-ca-trust"), so the name must be a valid volume name, unique, and not shadow a fixed mount.
     let mut host_ca_cert_dirs = Vec::new();
+    let mut volume_names = BTreeSet::new();
     for (i, d) in raw.host_ca_cert_dirs.iter().enumerate() {
-        if crate::net::is_clean_abs_path(d) {
-            host_ca_cert_dirs.push(d.clone());
+        let at = format!("hostCACertDirs[{i}]");
+        let name = d.trim_start_matches('/').replace('/', "-");
+        let fixed = ["/etc/ssl/certs", "/etc/kubernetes", "/usr/libexec/kubernetes"];
+        if !crate::net::is_clean_abs_path(d) || d == "/" {
+            c.fail(at, format!("{d:?} is not a clean absolute path of a directory"));
+        } else if !crate::net::is_dns_label(&name) {
+            c.fail(
+                at,
+                format!(
+                    "{d:?} would be mounted as volume {name:?}, which is not a valid volume name: use lowercase \
+                     letters, digits, '-' and '/', at most 63 characters"
+                ),
+            );
+        } else if fixed.iter().any(|f| d == f || d.starts_with(&format!("{f}/")) || f.starts_with(&format!("{d}/"))) {
+            c.fail(at, format!("{d:?} overlaps a directory the control plane already mounts ({})", fixed.join(", ")));
+        } else if !volume_names.insert(name.clone()) {
+            c.fail(at, format!("{d:?} gives the same volume name {name:?} as another entry"));
         } else {
-            c.fail(format!("hostCACertDirs[{i}]"), format!("{d:?} is not a clean absolute path"));
+            host_ca_cert_dirs.push(d.clone());
         }
     }
 

@@ -40,6 +40,10 @@ pub struct CertInfo {
 impl CertInfo {
     pub fn from_pem(pem: &str) -> Result<CertInfo, String> {
         let (rest, block) = parse_x509_pem(pem.as_bytes()).map_err(|e| format!("not a PEM certificate ({e})"))?;
+        if block.label.contains("PRIVATE") {
+            // Never echo anything of a private key, not even its PEM label, into a message.
+            return Err("a private key, not a certificate".into());
+        }
         if block.label != "CERTIFICATE" {
             return Err(format!("a PEM block {:?}, not CERTIFICATE", block.label));
         }

@@ -174,9 +174,10 @@ impl Key {
                     return Err("a PKCS#8 private key that is not P-256, P-384 or RSA".into());
                 }
             }
-            other => {
-                return Err(format!("a PEM block {other:?}; expected EC PRIVATE KEY, RSA PRIVATE KEY or PRIVATE KEY"));
+            other if other.contains("PRIVATE") => {
+                return Err("an unsupported kind of private key; expected SEC 1 (EC), PKCS#1 (RSA) or PKCS#8".into());
             }
+            other => return Err(format!("a PEM block {other:?}, not a private key")),
         };
         Ok(Key::new(inner))
     }

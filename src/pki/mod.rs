@@ -157,27 +157,33 @@ pub fn build(
     }
 
     let leaves: Vec<&CertRequest> = requests.iter().filter(|r| !r.profile.usage.is_ca()).collect();
-    // Key generation dominates (RSA especially) and every leaf is independent: use every core. Keys come from
-    // per-id streams, so the result does not depend on how the work is split.
+    // Key generation dominates (RSA especially) and every leaf is independent: use every core. Each thread takes
+    // the next leaf from a shared counter rather than a fixed share of the list, because the leaves that need a
+    // key are often neighbours (a renewed profile, a new node): fixed halves would leave one core idle. Keys come
+    // from per-id streams and results are put back in list order, so nothing depends on how the work is split.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(leaves.len().max(1));
-    let chunk = leaves.len().div_ceil(threads).max(1);
-    let issued: Vec<Result<Material, Unissued>> = std::thread::scope(|s| {
-        let handles: Vec<_> = leaves
-            .chunks(chunk)
-            .map(|part| {
-                let (issuers, ca_infos) = (&issuers, &ca_infos);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut issued: Vec<(usize, Result<Material, Unissued>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (issuers, ca_infos, leaves, next) = (&issuers, &ca_infos, &leaves, &next);
                 s.spawn(move || {
-                    part.iter()
-                        .map(|req| {
-                            let signer = req.signer.as_deref().expect("a leaf has a signer");
-                            leaf(cluster, req, store, keys, now, policy, issuers.get(signer), &ca_infos[signer])
-                        })
-                        .collect::<Vec<_>>()
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(req) = leaves.get(i) else { break };
+                        let signer = req.signer.as_deref().expect("a leaf has a signer");
+                        let m = leaf(cluster, req, store, keys, now, policy, issuers.get(signer), &ca_infos[signer]);
+                        done.push((i, m));
+                    }
+                    done
                 })
             })
             .collect();
         handles.into_iter().flat_map(|h| h.join().expect("issuing thread panicked")).collect()
     });
+    issued.sort_by_key(|(i, _)| *i);
+    let issued = issued.into_iter().map(|(_, m)| m);
     let mut unsigned = Vec::new();
     for m in issued {
         match m {
@@ -269,6 +275,19 @@ fn leaf(
     let mut reasons = Vec::new();
     let mut old_key = None;
     if let Some((cert_pem, key_pem, key, info)) = existing {
+        // A certificate naming the current CA as issuer whose signature that CA's key did not make is forged, or
+        // from another cluster's CA of the same name: stop rather than quietly replace it (a different issuer
+        // name, e.g. after bringing a new CA, is an ordinary reason to reissue, below).
+        if !forced && info.issuer == ca.subject && !inspect::signed_by(&info.der, &ca.spki_der) {
+            return Err(Unissued::Failed(Error::new(format!(
+                "{}: {} names {} as its issuer but that CA did not sign it (tampered, or from another cluster). \
+                 Look at how it got there; to replace it deliberately run `cargo xtask renew {}`.",
+                req.id,
+                store.show(&format!("{}.crt", req.id)),
+                ca.subject,
+                req.id
+            ))));
+        }
         if forced {
             reasons.push("renewal requested".to_string());
         }

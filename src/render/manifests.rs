@@ -161,7 +161,12 @@ fn ca_volumes(c: &Cluster) -> Vec<(String, String, &'static str, bool)> {
 /// Volumes and mounts, both sorted by name (kubeadm's `VolumeMapToSlice`).
 fn volumes(mut v: Vec<(String, String, &'static str, bool)>) -> (Vec<Mount>, Vec<Volume>) {
     v.sort();
-    v.dedup_by(|a, b| a.0 == b.0);
+    // The spec's validation keeps names unique; a duplicate here is a bug, never something to drop silently.
+    assert!(
+        v.windows(2).all(|w| w[0].0 != w[1].0),
+        "duplicate volume names: {:?}",
+        v.iter().map(|x| &x.0).collect::<Vec<_>>()
+    );
     let mounts = v.iter().map(|(n, p, _, ro)| Mount { name: n.clone(), path: p.clone(), read_only: *ro }).collect();
     let vols = v.into_iter().map(|(name, path, kind, _)| Volume { name, path, kind }).collect();
     (mounts, vols)
