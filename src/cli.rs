@@ -344,19 +344,7 @@ pub fn run_import_signed(args: &[String]) -> Result<String, Error> {
     let requests = crate::pki::plan::requests(&cluster);
     let cas = crate::pki::external::keyless_cas(&cluster, &requests);
     let store = o.out.join("pki");
-    let mut found = Vec::new();
-    let mut stack = vec![dir.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).map_err(|e| Error::new(format!("{}: {e}", d.display())))? {
-            let p = e.map_err(|e| Error::new(e.to_string()))?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "crt") {
-                found.push(p);
-            }
-        }
-    }
-    found.sort();
+    let found = output::files_with_extension(&dir, "crt")?;
     if found.is_empty() {
         return Err(Error::new(format!("import-signed: no .crt files under {}", dir.display())));
     }
@@ -623,18 +611,10 @@ pub fn expiries(out: &Path, now: time::OffsetDateTime, within: i64) -> Result<Ve
         )));
     }
     let mut found: Vec<(String, String)> = Vec::new();
-    let mut stack = vec![store.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).map_err(|e| Error::new(format!("{}: {e}", d.display())))? {
-            let p = e.map_err(|e| Error::new(e.to_string()))?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "crt") {
-                let rel = p.strip_prefix(&store).unwrap().with_extension("");
-                let pem = std::fs::read_to_string(&p).map_err(|e| Error::new(format!("{}: {e}", p.display())))?;
-                found.push((rel.to_string_lossy().into_owned(), pem));
-            }
-        }
+    for p in output::files_with_extension(&store, "crt")? {
+        let rel = p.strip_prefix(&store).unwrap().with_extension("");
+        let pem = std::fs::read_to_string(&p).map_err(|e| Error::new(format!("{}: {e}", p.display())))?;
+        found.push((rel.to_string_lossy().into_owned(), pem));
     }
     // CAs kubeforge installs but does not keep in its store (etcd.external.clientCA), from the index.
     if let Ok(text) = std::fs::read_to_string(out.join("index.json")) {

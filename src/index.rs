@@ -112,8 +112,14 @@ const NODE_AGENT_USES: [(&str, &str); 6] = [
 ];
 
 pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    utc(t, 'T')
+}
+
+/// `YYYY-MM-DD<sep>HH:MM:SSZ` in UTC.
+pub fn utc(t: time::OffsetDateTime, sep: char) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
     format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        "{:04}-{:02}-{:02}{sep}{:02}:{:02}:{:02}Z",
         t.year(),
         t.month() as u8,
         t.day(),

@@ -371,3 +371,24 @@ mod tests {
         }
     }
 }
+
+/// Every file below `dir` whose name ends in `.ext`, sorted; an absent `dir` has none.
+pub fn files_with_extension(dir: &Path, ext: &str) -> Result<Vec<std::path::PathBuf>, Error> {
+    let mut found = Vec::new();
+    if !dir.is_dir() {
+        return Ok(found);
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).map_err(|e| Error::new(format!("{}: {e}", d.display())))? {
+            let p = e.map_err(|e| Error::new(format!("{}: {e}", d.display())))?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == ext) {
+                found.push(p);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}

@@ -69,24 +69,11 @@ fn open(ids: &[age::x25519::Identity], ciphertext: &[u8]) -> Result<Vec<u8>, Str
 
 /// Every `OUT/secrets/**.age`, as (sealed path relative to OUT, ciphertext).
 pub fn sealed_files(out: &Path) -> Result<Vec<(String, Vec<u8>)>, Error> {
-    let root = out.join(SECRETS_DIR);
     let mut found = Vec::new();
-    if !root.is_dir() {
-        return Ok(found);
+    for p in crate::output::files_with_extension(&out.join(SECRETS_DIR), "age")? {
+        let bytes = std::fs::read(&p).map_err(|e| Error::new(format!("{}: {e}", p.display())))?;
+        found.push((p.strip_prefix(out).unwrap().to_string_lossy().into_owned(), bytes));
     }
-    let mut stack = vec![root];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).map_err(|e| Error::new(format!("{}: {e}", d.display())))? {
-            let p = e.map_err(|e| Error::new(e.to_string()))?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "age") {
-                let bytes = std::fs::read(&p).map_err(|e| Error::new(format!("{}: {e}", p.display())))?;
-                found.push((p.strip_prefix(out).unwrap().to_string_lossy().into_owned(), bytes));
-            }
-        }
-    }
-    found.sort();
     Ok(found)
 }
 

@@ -59,16 +59,7 @@ impl InventoryRow {
     }
 
     pub fn not_after(&self) -> String {
-        let t = self.info.not_after;
-        format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
-            t.year(),
-            t.month() as u8,
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )
+        crate::index::utc(self.info.not_after, ' ')
     }
 }
 
