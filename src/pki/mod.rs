@@ -278,7 +278,9 @@ fn leaf(
         // A certificate naming the current CA as issuer whose signature that CA's key did not make is forged, or
         // from another cluster's CA of the same name: stop rather than quietly replace it (a different issuer
         // name, e.g. after bringing a new CA, is an ordinary reason to reissue, below).
-        if !forced && info.issuer == ca.subject && !inspect::signed_by(&info.der, &ca.spki_der) {
+        // Checked once here and handed to `differences_given`: verifying a signature is most of a rerun's work.
+        let signed = (!forced && info.issuer == ca.subject).then(|| inspect::signed_by(&info.der, &ca.spki_der));
+        if signed == Some(false) {
             return Err(Unissued::Failed(Error::new(format!(
                 "{}: {} names {} as its issuer but that CA did not sign it (tampered, or from another cluster). \
                  Look at how it got there; to replace it deliberately run `cargo xtask renew {}`.",
@@ -291,7 +293,7 @@ fn leaf(
         if forced {
             reasons.push("renewal requested".to_string());
         }
-        reasons.extend(differences(cluster, req, &info, ca, now));
+        reasons.extend(differences_given(cluster, req, &info, ca, now, signed));
         if reasons.is_empty() {
             return Ok(Material {
                 request: req.clone(),
@@ -380,6 +382,18 @@ pub fn differences(
     ca: &inspect::CertInfo,
     now: OffsetDateTime,
 ) -> Vec<String> {
+    differences_given(cluster, req, info, ca, now, None)
+}
+
+/// [`differences`], given whether `ca`'s key signed `info` when the caller has already checked it.
+fn differences_given(
+    cluster: &Cluster,
+    req: &CertRequest,
+    info: &inspect::CertInfo,
+    ca: &inspect::CertInfo,
+    now: OffsetDateTime,
+    signed: Option<bool>,
+) -> Vec<String> {
     let mut why = Vec::new();
     let subject = match &req.o {
         Some(o) => format!("O = {o}, CN = {}", req.cn),
@@ -405,7 +419,7 @@ pub fn differences(
     if info.ext_key_usage != want_eku || info.is_ca || info.key_usage != ["digitalSignature", "keyEncipherment"] {
         why.push(format!("usages {:?} -> {:?}", info.ext_key_usage, want_eku));
     }
-    if info.issuer != ca.subject || !inspect::signed_by(&info.der, &ca.spki_der) {
+    if info.issuer != ca.subject || !signed.unwrap_or_else(|| inspect::signed_by(&info.der, &ca.spki_der)) {
         why.push(format!(
             "signer: not signed by the current {} ({})",
             req.signer.as_deref().unwrap_or("CA"),

@@ -1,5 +1,6 @@
-//! Project automation (the cargo-xtask pattern): `cargo xtask gen|plan|renew|check|test`.
+//! Project automation (the cargo-xtask pattern): `cargo xtask gen|plan|renew|check|csr|import-*|test|bench`.
 
+mod bench;
 mod tools;
 
 use std::io::Write;
@@ -7,8 +8,8 @@ use std::process::{Command, ExitCode};
 
 const TEST_USAGE: &str = "\
 cargo xtask test [CARGO-TEST-ARGS...]
-    Install or find the real tools the tests use (etcd, etcdctl, kubectl, openssl, kubernetes-validate; cached
-    under target/tools), then run `cargo test --workspace --locked` with them; extra arguments go to cargo test
+    Install or find the real tools the tests use (etcd, etcdctl, kubectl, openssl, kubernetes-validate,
+    ansible-playbook; cached under target/tools), then run `cargo test --workspace --locked` with them; extra arguments go to cargo test
     (e.g. `cargo xtask test --test snapshots`, `cargo xtask test -- --nocapture`).";
 
 fn main() -> ExitCode {
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         Some("import-kubeadm") => kubeforge::cli::run_import_kubeadm(rest).map(|s| (s, ExitCode::SUCCESS)),
         Some("check") => kubeforge::cli::run_check(rest).map(|(s, soon)| (s, ExitCode::from(if soon { 1 } else { 0 }))),
         Some("test") => return exit(test_cmd(rest)),
+        Some("bench") => return exit(bench::run(rest)),
         Some("help" | "-h" | "--help") | None => {
             println!("usage:\n{}\n{TEST_USAGE}", kubeforge::cli::USAGE);
             return ExitCode::SUCCESS;
