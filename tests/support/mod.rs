@@ -229,12 +229,22 @@ pub fn run_fail(cmd: &mut Command) -> Output {
 /// Runs `cmd` and returns its output whatever its exit status; panics (showing the command line)
 /// only if it cannot start or runs past `RUN_TIMEOUT`.
 pub fn output(cmd: &mut Command) -> Output {
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let (out, timed_out) = collect(child, cmd, RUN_TIMEOUT);
+    if timed_out {
+        panic!("timed out after {RUN_TIMEOUT:?}: {cmd:?}{}", show(&out));
+    }
+    out
+}
+
+/// Reads a started child's stdout and stderr to the end (on threads, so neither pipe can fill up and block it)
+/// and waits for it, killing it after `timeout`; says whether it had to.
+fn collect(mut child: std::process::Child, cmd: &Command, timeout: Duration) -> (Output, bool) {
     let pipe = |r: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
@@ -247,22 +257,19 @@ pub fn output(cmd: &mut Command) -> Output {
     let out_t = pipe(child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
     let err_t = pipe(child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
     let start = Instant::now();
+    let mut timed_out = false;
     let status = loop {
         if let Some(s) = child.try_wait().unwrap_or_else(|e| panic!("wait for {cmd:?}: {e}")) {
             break s;
         }
-        if start.elapsed() > RUN_TIMEOUT {
+        if start.elapsed() > timeout {
             let _ = child.kill();
-            let out = Output {
-                status: child.wait().expect("wait"),
-                stdout: out_t.join().unwrap_or_default(),
-                stderr: err_t.join().unwrap_or_default(),
-            };
-            panic!("timed out after {RUN_TIMEOUT:?}: {cmd:?}{}", show(&out));
+            timed_out = true;
+            break child.wait().expect("wait");
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    Output { status, stdout: out_t.join().unwrap_or_default(), stderr: err_t.join().unwrap_or_default() }
+    (Output { status, stdout: out_t.join().unwrap_or_default(), stderr: err_t.join().unwrap_or_default() }, timed_out)
 }
 
 /// stdout and stderr of `out` as text, for panic messages.
@@ -294,28 +301,7 @@ pub fn output_with_stdin(cmd: &mut Command, input: &[u8], timeout: Duration) -> 
     let in_t = std::thread::spawn(move || {
         let _ = stdin.write_all(&input);
     });
-    let pipe = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out_t = pipe(child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
-    let err_t = pipe(child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap_or_else(|e| panic!("wait for {cmd:?}: {e}")) {
-            break s;
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            break child.wait().expect("wait");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let (out, _) = collect(child, cmd, timeout);
     let _ = in_t.join();
-    Output { status, stdout: out_t.join().unwrap_or_default(), stderr: err_t.join().unwrap_or_default() }
+    out
 }
