@@ -3,10 +3,11 @@
 //!
 //! What is measured is what users run. Every kubeforge run is `xtask gen --spec S --out D` in a child process:
 //! this very binary (built by `cargo xtask`, so the dev profile, with the opt-level overrides of the workspace
-//! Cargo.toml), copied into the bench directory first so that a concurrent `cargo build` cannot swap it mid-run.
-//! Compilation is not measured (see benches/README.md for the cold build). Each child is reaped with `wait4(2)`,
-//! which reports its CPU time (user + system, including its threads) and its peak RSS; for the baseline the
-//! same call covers bash and every openssl and kubectl process it waited for.
+//! Cargo.toml), copied into the bench directory first so that a concurrent `cargo build` cannot swap it mid-run,
+//! and started as `bench --child gen ...`, which makes the same library call as `gen` and then reports its own
+//! peak RSS (`VmHWM`; see [`CHILD`] for why rusage's figure will not do). Compilation is not measured (see
+//! benches/README.md for the cold build). Each child is reaped with `wait4(2)`, which gives its CPU time (user +
+//! system, all threads); for the baseline the same call covers bash and every openssl and kubectl process it ran.
 //!
 //! Per cluster size and algorithm:
 //! - `clean`: gen into an empty OUT;
@@ -36,11 +37,35 @@ cargo xtask bench [--quick] [--large]
     Time `cargo xtask gen` on clusters of 1 control plane + N workers (N = 3, 100, 1000; ECDSA-P256 and
     RSA-2048): from an empty OUT, as a no-change rerun, adding one node; and the same clusters through
     benches/baseline.sh (bash + openssl + kubectl config) at N = 3 and 100, side by side. Prints a table and
-    writes it to target/bench/results.md. A few minutes on 2 cores.
+    writes it to target/bench/results.md. About 8 minutes on 2 cores. See benches/README.md.
     --quick  N = 3 only (a CI smoke run, well under a minute)
-    --large  adds N = 5000 and runs the baseline at N = 1000 as well (about an hour on 2 cores)";
+    --large  adds N = 5000 and runs the baseline at N = 1000 as well (over an hour on 2 cores)";
 
 const ALGS: [&str; 2] = ["ECDSA-P256", "RSA-2048"];
+
+/// `xtask bench --child gen|renew ARGS...`: what `xtask gen|renew ARGS...` does (the same library call, the same
+/// output), followed by one line with the process's peak RSS. The kernel's rusage cannot give that number: a
+/// child's `ru_maxrss` starts from its parent's RSS (the mm it replaced at exec), and the bench's own RSS grows
+/// with the trees it inspects. `VmHWM` belongs to the child's own address space.
+const CHILD: &str = "--child";
+const PEAK: &str = "bench-child peak RSS kB: ";
+
+fn child(args: &[String]) -> Result<(), String> {
+    let rest = args.get(1..).unwrap_or_default();
+    let text = match args.first().map(String::as_str) {
+        Some("gen") => kubeforge::cli::run_gen(rest),
+        Some("renew") => kubeforge::cli::run_renew(rest),
+        other => return Err(format!("bench {CHILD}: expected gen or renew, not {other:?}")),
+    }
+    .map_err(|e| e.to_string())?;
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).map(|v| v.trim().trim_end_matches(" kB"));
+    println!("{text}");
+    if let Some(kb) = hwm {
+        println!("{PEAK}{kb}");
+    }
+    Ok(())
+}
 
 struct Plan {
     sizes: Vec<usize>,
@@ -49,6 +74,9 @@ struct Plan {
 }
 
 pub fn run(args: &[String]) -> Result<(), String> {
+    if args.first().map(String::as_str) == Some(CHILD) {
+        return child(&args[1..]);
+    }
     let (mut quick, mut large) = (false, false);
     for a in args {
         match a.as_str() {
@@ -77,6 +105,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     let tools = crate::tools::ensure(&target)?;
     let work = target.join("bench");
+    // One bench at a time per target directory: a second one would clear the first one's outputs mid-run.
+    let _lock = Lock::take(&target.join("bench.lock"))?;
     // The previous run's outputs are set aside and removed at the end, for the reason given there.
     let previous = target.join("bench.previous");
     if previous.exists() {
@@ -125,7 +155,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             let out = work.join(format!("kf-{alg}-{n}"));
             let kf_gen = |spec: &Path| {
                 let mut c = Command::new(&exe);
-                c.arg("gen").arg("--spec").arg(spec).arg("--out").arg(&out);
+                c.args(["bench", CHILD, "gen"]).arg("--spec").arg(spec).arg("--out").arg(&out);
                 c
             };
 
@@ -135,18 +165,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 let mut c = Command::new("bash");
                 c.arg(&script).arg(&dir).arg(n.to_string()).arg(alg).arg(&tools.kubectl).env("PATH", &path);
                 let m = measure(&mut c, &work.join(format!("baseline-{alg}-{n}.stderr")))?;
-                let files = walk(&dir)?.len() - 2; // less openssl.cnf and openssl.log
+                let files = walk(&dir)?.len().saturating_sub(2); // less openssl.cnf and openssl.log
                 progress(&format!("baseline {alg} N={n}"), &m);
                 let per_node = m.wall.as_secs_f64() / nodes as f64;
                 if baseline_per_node.get(alg).is_none_or(|(at, _)| *at < n) {
                     baseline_per_node.insert(alg, (n, per_node));
                 }
-                Some(Baseline { wall: m.wall, cpu: m.cpu, max_rss_kb: m.max_rss_kb, files, estimated: false })
+                Some(Baseline { wall: m.wall, cpu: m.cpu, files, estimated: false })
             } else {
                 baseline_per_node.get(alg).map(|&(_, per_node)| Baseline {
                     wall: Duration::from_secs_f64(per_node * nodes as f64),
                     cpu: None,
-                    max_rss_kb: None,
                     files: 0,
                     estimated: true,
                 })
@@ -185,7 +214,6 @@ pub fn run(args: &[String]) -> Result<(), String> {
             let one = baseline_per_node.get(alg).map(|&(_, per_node)| Baseline {
                 wall: Duration::from_secs_f64(per_node),
                 cpu: None,
-                max_rss_kb: None,
                 files: 0,
                 estimated: true,
             });
@@ -195,7 +223,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             // Reissue one leaf per node: are both cores busy?
             if n == 100 {
                 let mut c = Command::new(&exe);
-                c.arg("renew").arg("kube-proxy").arg("--spec").arg(&spec_plus).arg("--out").arg(&out);
+                c.args(["bench", CHILD, "renew", "kube-proxy"]).arg("--spec").arg(&spec_plus).arg("--out").arg(&out);
                 let m = measure(&mut c, &work.join("gen.stderr"))?;
                 progress(&format!("kubeforge {alg} N={n} renew kube-proxy"), &m);
                 let note = format!("{} certificates reissued", certs_issued(&m.stdout)?);
@@ -219,6 +247,42 @@ pub fn run(args: &[String]) -> Result<(), String> {
     fs::write(&results, &table).map_err(|e| format!("{}: {e}", results.display()))?;
     eprintln!("bench: written to {}", results.display());
     Ok(())
+}
+
+/// `target/bench.lock`, holding the bench's pid; removed when dropped. A lock whose process is gone is taken over.
+struct Lock(PathBuf);
+
+impl Lock {
+    fn take(path: &Path) -> Result<Lock, String> {
+        loop {
+            match fs::OpenOptions::new().write(true).create_new(true).open(path) {
+                Ok(mut f) => {
+                    use std::io::Write as _;
+                    let _ = write!(f, "{}", std::process::id());
+                    return Ok(Lock(path.to_path_buf()));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let pid = fs::read_to_string(path).unwrap_or_default();
+                    let pid = pid.trim();
+                    if !pid.is_empty() && Path::new("/proc").join(pid).exists() {
+                        return Err(format!(
+                            "another `cargo xtask bench` (pid {pid}) is running in this target directory; wait for \
+                             it to finish (or remove {} if that process is not a bench)",
+                            path.display()
+                        ));
+                    }
+                    fs::remove_file(path).map_err(|e| format!("cannot remove the stale {}: {e}", path.display()))?;
+                }
+                Err(e) => return Err(format!("cannot create {}: {e}", path.display())),
+            }
+        }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
 }
 
 /// 1 control plane + `workers` workers; addresses as benches/baseline.sh assumes them.
@@ -262,6 +326,9 @@ fn measure(cmd: &mut Command, stderr_file: &Path) -> Result<Measured, String> {
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         ));
     }
+    // A kubeforge child reports its own peak RSS (see CHILD); for others, rusage's figure is an upper bound.
+    let own = stdout.lines().find_map(|l| l.strip_prefix(PEAK)).and_then(|kb| kb.trim().parse().ok());
+    let max_rss_kb = if own.is_some() { own } else { max_rss_kb };
     Ok(Measured { wall, cpu, max_rss_kb, stdout })
 }
 
@@ -380,7 +447,6 @@ fn read_tree(dir: &Path) -> Result<(usize, u64, Duration), String> {
 struct Baseline {
     wall: Duration,
     cpu: Option<Duration>,
-    max_rss_kb: Option<u64>,
     files: usize,
     /// Extrapolated from the per-node cost at a smaller N, not run.
     estimated: bool,
@@ -460,17 +526,13 @@ fn render(rows: &[Row], machine: &Machine, load_after: &str, tools: &crate::tool
     for r in rows {
         let per_node = r.wall / r.nodes as u32;
         let (bwall, bper, ratio, bnote) = match r.baseline {
-            Some(Baseline { wall: w, cpu, max_rss_kb: rss, files, estimated: est }) => {
+            Some(Baseline { wall: w, cpu, files, estimated: est }) => {
                 let t = if est { "~" } else { "" };
                 let ratio = w.as_secs_f64() / r.wall.as_secs_f64();
                 let note = if est {
                     String::new()
                 } else {
-                    format!(
-                        "; baseline: {files} files, {} CPU, peak RSS {}",
-                        cpu.map_or("?".into(), dur),
-                        rss.map_or("?".into(), |k| mb(k * 1024))
-                    )
+                    format!("; baseline: {files} files, {} CPU", cpu.map_or("?".into(), dur))
                 };
                 (
                     format!("{t}{}", dur(w)),
