@@ -24,7 +24,7 @@ struct Row {
     cells: Vec<String>,
 }
 
-const HEADER: [&str; 9] = ["name", "signer", "cn", "o", "eku", "sans", "scope", "install", "etcd"];
+const HEADER: [&str; 10] = ["name", "signer", "cn", "o", "eku", "sans", "scope", "install", "etcd", "server"];
 
 fn parse(text: &str) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
@@ -84,6 +84,14 @@ fn parse(text: &str) -> Result<Vec<Row>, String> {
         if !(c[7].starts_with('/') || c[7].starts_with("kubeconfig:")) {
             return Err(format!("{}: install is an absolute path or kubeconfig:<file>", at("install")));
         }
+        if c[7].starts_with("kubeconfig:") {
+            check(&at("server"), &c[9], &["endpoint", "local", "kubelet"])?;
+            if !c[4].contains("client") {
+                return Err(format!("{}: a kubeconfig embeds a client certificate", at("eku")));
+            }
+        } else if c[9] != "-" {
+            return Err(format!("{}: only a kubeconfig row names a server; use `-`", at("server")));
+        }
         if c[2].contains('{') && c[6] == "cluster" {
             return Err(format!("{}: a cluster-scope profile cannot name a node", at("cn")));
         }
@@ -137,7 +145,14 @@ fn generate(rows: &[Row]) -> String {
             _ => "Scope::Node",
         };
         let install = match c[7].strip_prefix("kubeconfig:") {
-            Some(k) => format!("Install::Kubeconfig({k:?})"),
+            Some(k) => {
+                let server = match c[9].as_str() {
+                    "endpoint" => "Server::ClusterEndpoint",
+                    "local" => "Server::Local",
+                    _ => "Server::Kubelet",
+                };
+                format!("Install::Kubeconfig({k:?}, {server})")
+            }
             None => format!("Install::Files({:?})", c[7]),
         };
         writeln!(

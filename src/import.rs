@@ -4,21 +4,23 @@
 //! Which kubeadm file is which certificate comes from the certificate table itself (each profile's install path
 //! or kubeconfig), not from a second list.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use base64::Engine;
 
 use crate::Error;
-use crate::generate::{MODE_CERT, MODE_SECRET};
-use crate::output::{Kind, Tree};
+use crate::layout;
 use crate::pki::inspect::CertInfo;
 use crate::pki::keys::Key;
 use crate::pki::plan::store_id;
 use crate::pki::profile::{Install, PROFILES, Scope};
+use crate::pki::store::Store;
 use crate::spec::Cluster;
 
-/// The store files (relative to OUT) for a kubeadm directory `dir` (what is `/etc/kubernetes` on node `node`).
-pub fn kubeadm(cluster: &Cluster, dir: &Path, node: &str, store: &Path) -> Result<Tree, Error> {
+/// The store files (path relative to the store, content) for a kubeadm directory `dir` (what is
+/// `/etc/kubernetes` on node `node`): an overlay for the run that adopts it.
+pub fn kubeadm(cluster: &Cluster, dir: &Path, node: &str, store: &Store) -> Result<BTreeMap<String, String>, Error> {
     let n = cluster
         .nodes
         .iter()
@@ -29,10 +31,10 @@ pub fn kubeadm(cluster: &Cluster, dir: &Path, node: &str, store: &Path) -> Resul
             "import-kubeadm: {node:?} is a worker; import a control-plane node's directory"
         )));
     }
-    if store.join("ca.crt").exists() {
+    if store.exists(&layout::store_crt("ca")) {
         return Err(Error::new(format!(
             "import-kubeadm: {} already holds a PKI; kubeforge never replaces a CA silently: import into an empty --out",
-            store.display()
+            store.dir.display()
         )));
     }
     if !dir.join("pki/ca.crt").is_file() {
@@ -41,32 +43,34 @@ pub fn kubeadm(cluster: &Cluster, dir: &Path, node: &str, store: &Path) -> Resul
             dir.display()
         )));
     }
-    let mut tree = Tree::default();
+    let mut files = BTreeMap::new();
     let mut add_pair = |id: &str, cert_pem: String, key_pem: String, what: &str| -> Result<(), Error> {
         let info = CertInfo::from_pem(&cert_pem).map_err(|e| Error::new(format!("{what}: {e}")))?;
         let key = Key::from_pem(&key_pem).map_err(|e| Error::new(format!("{what}: the key: {e}")))?;
         if info.spki_der != key.spki_der() {
             return Err(Error::new(format!("{what}: the certificate does not match its key")));
         }
-        let kind = if info.is_ca { Kind::CaCert } else { Kind::Cert };
-        tree.add(format!("pki/{id}.crt"), cert_pem, MODE_CERT, kind);
-        tree.add(format!("pki/{id}.key"), key_pem, MODE_SECRET, Kind::Key);
+        files.insert(layout::store_crt(id), cert_pem);
+        files.insert(layout::store_key(id), key_pem);
         Ok(())
     };
-    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| Error::new(format!("{}: {e}", p.display())));
+    let read = |p: &Path| crate::input::read_text(p, "import-kubeadm", crate::input::PEM_LIMIT);
     for p in PROFILES {
         let id = store_id(p, (p.scope != Scope::Cluster).then_some(node));
         match p.install {
             Install::Files(dest) => {
-                let Some(rel) = dest.strip_prefix("/etc/kubernetes/") else { continue };
+                let Some(rel) = dest.strip_prefix(layout::K8S_DIR).and_then(|r| r.strip_prefix('/')) else { continue };
                 let (crt, key) = (dir.join(format!("{rel}.crt")), dir.join(format!("{rel}.key")));
                 if crt.is_file() {
                     add_pair(&id, read(&crt)?, read(&key)?, &crt.display().to_string())?;
                 }
             }
-            Install::Kubeconfig(file) => {
+            Install::Kubeconfig(file, _) => {
                 let path = dir.join(file);
-                let Ok(text) = std::fs::read_to_string(&path) else { continue };
+                if !path.exists() {
+                    continue;
+                }
+                let text = crate::input::read_text(&path, "import-kubeadm", crate::input::PEM_LIMIT)?;
                 let what = path.display().to_string();
                 let conf: serde_yaml::Value =
                     serde_yaml::from_str(&text).map_err(|e| Error::new(format!("{what}: not a kubeconfig: {e}")))?;
@@ -92,8 +96,8 @@ pub fn kubeadm(cluster: &Cluster, dir: &Path, node: &str, store: &Path) -> Resul
     if sa.is_file() {
         let pem = read(&sa)?;
         let key = Key::from_pem(&pem).map_err(|e| Error::new(format!("{}: {e}", sa.display())))?;
-        tree.add("pki/sa.pub", key.public_key_pem(), MODE_SECRET, Kind::PublicKey);
-        tree.add("pki/sa.key", pem, MODE_SECRET, Kind::Key);
+        files.insert(layout::STORE_SA_PUB.to_string(), key.public_key_pem());
+        files.insert(layout::STORE_SA_KEY.to_string(), pem);
     }
-    Ok(tree)
+    Ok(files)
 }

@@ -5,16 +5,13 @@
 //! request reads like the change. Private key contents never appear in it; a key's entry has its path, mode and
 //! checksum only.
 
-use std::collections::BTreeMap;
-
-use base64::Engine;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::output::{Kind, Tree};
-use crate::pki::Pki;
-use crate::pki::inspect::CertInfo;
+use crate::layout;
+use crate::output::{CertRef, Tree};
 use crate::spec::Cluster;
+use crate::times::rfc3339;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -81,134 +78,60 @@ pub struct CertEntry {
     pub sha256_fingerprint: String,
 }
 
-pub fn kind_name(k: Kind) -> &'static str {
-    match k {
-        Kind::CaCert => "ca-cert",
-        Kind::Cert => "cert",
-        Kind::Key => "key",
-        Kind::PublicKey => "public-key",
-        Kind::Kubeconfig => "kubeconfig",
-        Kind::Manifest => "manifest",
-        Kind::Rbac => "rbac",
-        Kind::Inventory => "inventory",
-        Kind::Index => "index",
-        Kind::Csr => "csr",
-        Kind::KubeletConfig => "kubelet-config",
-        Kind::AuditPolicy => "audit-policy",
-        Kind::EncryptionConfig => "encryption-config",
-        Kind::Sealed => "sealed",
-        Kind::Gitignore => "gitignore",
-    }
-}
-
-/// Uses that no static pod flag shows: the kubelet's and kube-proxy's files (destination → use).
-const NODE_AGENT_USES: [(&str, &str); 6] = [
-    ("/var/lib/kubelet/config.yaml", "kubelet --config"),
-    ("/etc/kubernetes/kubelet.conf", "kubelet --kubeconfig"),
-    ("/etc/kubernetes/kube-proxy.conf", "kube-proxy --kubeconfig"),
-    ("/etc/kubernetes/pki/ca.crt", "kubelet --client-ca-file (authentication.x509.clientCAFile)"),
-    ("/var/lib/kubelet/pki/kubelet.crt", "kubelet --tls-cert-file (tlsCertFile)"),
-    ("/var/lib/kubelet/pki/kubelet.key", "kubelet --tls-private-key-file (tlsPrivateKeyFile)"),
-];
-
-pub fn rfc3339(t: time::OffsetDateTime) -> String {
-    utc(t, 'T')
-}
-
-/// `YYYY-MM-DD<sep>HH:MM:SSZ` in UTC.
-pub fn utc(t: time::OffsetDateTime, sep: char) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}{sep}{:02}:{:02}:{:02}Z",
-        t.year(),
-        t.month() as u8,
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
-/// Builds the index of `tree`. `flag_uses` maps (node, destination path) to the static-pod flags that name it.
-pub fn build(
-    cluster: &Cluster,
-    tree: &Tree,
-    pki: &Pki,
-    flag_uses: &BTreeMap<(String, String), Vec<String>>,
-    directories: Vec<DirEntry>,
-) -> Result<Index, String> {
-    let profile_by_fingerprint: BTreeMap<Vec<u8>, &str> =
-        pki.certs.values().map(|m| (Sha256::digest(&m.cert_der).to_vec(), m.request.profile.name)).collect();
-    let cert_entry = |pem: &str| -> Result<CertEntry, String> {
-        let info = CertInfo::from_pem(pem)?;
-        Ok(CertEntry {
-            profile: profile_by_fingerprint.get(&Sha256::digest(&info.der).to_vec()).map(|s| s.to_string()),
-            subject: info.subject,
-            issuer: info.issuer,
-            serial: info.serial,
-            sans: info.sans,
-            key_usage: info.key_usage,
-            ext_key_usage: info.ext_key_usage,
+impl CertEntry {
+    fn new(c: &CertRef) -> CertEntry {
+        let info = &c.info;
+        CertEntry {
+            profile: c.profile.map(str::to_string),
+            subject: info.subject.clone(),
+            issuer: info.issuer.clone(),
+            serial: info.serial.clone(),
+            sans: info.sans.clone(),
+            key_usage: info.key_usage.clone(),
+            ext_key_usage: info.ext_key_usage.clone(),
             is_ca: info.is_ca,
-            key_algorithm: info.key_algorithm,
+            key_algorithm: info.key_algorithm.clone(),
             not_before: rfc3339(info.not_before),
             not_after: rfc3339(info.not_after),
-            sha256_fingerprint: info.fingerprint,
-        })
-    };
-    let mut files = Vec::new();
-    for (path, e) in &tree.files {
-        let (node, dest) = match path.strip_prefix("nodes/").and_then(|r| r.split_once('/')) {
-            Some((n, rest)) => (Some(n.to_string()), Some(format!("/{rest}"))),
-            None => (None, None),
-        };
-        let text = std::str::from_utf8(&e.bytes).map_err(|_| format!("{path}: not UTF-8"))?;
-        let certificate = match e.kind {
-            Kind::Cert | Kind::CaCert => Some(cert_entry(text).map_err(|m| format!("{path}: {m}"))?),
-            Kind::Kubeconfig => {
-                let b64 = text
-                    .lines()
-                    .find_map(|l| l.trim().strip_prefix("client-certificate-data: "))
-                    .ok_or_else(|| format!("{path}: no client-certificate-data"))?;
-                let pem = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| format!("{path}: {e}"))?;
-                Some(cert_entry(&String::from_utf8_lossy(&pem)).map_err(|m| format!("{path}: {m}"))?)
-            }
-            _ => None,
-        };
-        let mut used_by = Vec::new();
-        if let (Some(n), Some(d)) = (&node, &dest) {
-            if let Some(u) = flag_uses.get(&(n.clone(), d.clone())) {
-                used_by.extend(u.iter().cloned());
-            }
-            used_by.extend(NODE_AGENT_USES.iter().filter(|(p, _)| p == d).map(|(_, u)| u.to_string()));
-        } else if path == "admin.conf" {
-            used_by.push("kubectl (the operator; group kubeadm:cluster-admins)".into());
-        } else if path.starts_with("bootstrap/") {
-            used_by.push("kubectl apply, once, with super-admin.conf".into());
+            sha256_fingerprint: info.fingerprint.clone(),
         }
-        files.push(FileEntry {
-            path: path.clone(),
-            node,
-            dest,
-            owner: "root",
-            group: "root",
-            mode: format!("{:04o}", e.mode),
-            kind: kind_name(e.kind),
-            secret: e.kind.secret(),
-            sha256: Sha256::digest(&e.bytes).iter().map(|b| format!("{b:02x}")).collect(),
-            used_by,
-            certificate,
-            sealed: e.sealed.clone(),
-        });
     }
-    Ok(Index {
+}
+
+/// The index of `tree`: every file with the metadata it was made with, and the directories nodes need.
+pub fn build(cluster: &Cluster, tree: &Tree, directories: Vec<DirEntry>) -> Index {
+    let files = tree
+        .files
+        .iter()
+        .map(|(path, e)| {
+            let (node, dest) = match layout::node_of(path) {
+                Some((n, d)) => (Some(n.to_string()), Some(d)),
+                None => (None, None),
+            };
+            FileEntry {
+                path: path.clone(),
+                node,
+                dest,
+                owner: "root",
+                group: "root",
+                mode: format!("{:04o}", e.mode),
+                kind: e.kind.name(),
+                secret: e.kind.secret(),
+                sha256: Sha256::digest(&e.bytes).iter().map(|b| format!("{b:02x}")).collect(),
+                used_by: e.used_by.clone(),
+                certificate: e.cert.as_ref().map(CertEntry::new),
+                sealed: e.sealed.clone(),
+            }
+        })
+        .collect();
+    Index {
         api_version: "kubeforge/v1alpha1",
         kind: "Index",
         cluster: cluster.name.clone(),
         kubernetes_version: cluster.version.to_string(),
         files,
         directories,
-    })
+    }
 }
 
 pub fn to_json(index: &Index) -> String {

@@ -1,22 +1,28 @@
 //! kubeforge: a declarative Kubernetes cluster spec in, everything its control plane needs to speak TLS out.
 //!
 //! The pipeline (see ARCHITECTURE.md): [`spec`] (parse and validate) → [`pki::plan`] (which certificates) →
-//! [`pki`] (keys and certificates) → [`render`] (kubeconfigs, static pods, RBAC, inventory) → [`output`] (atomic
-//! writes with modes).
+//! [`pki`] (keys and certificates) → [`generate`] (every file with its metadata, then the inventory, sealing,
+//! .gitignore and index passes) → [`output`] (what changes, written in one transaction). [`ops`] are the commands
+//! as functions with typed reports; [`cli`] is the command line over them.
 
 pub mod cli;
 pub mod generate;
 pub mod import;
 pub mod index;
+pub mod input;
+pub mod layout;
 pub mod net;
+pub mod ops;
 pub mod output;
 pub mod pki;
 pub mod render;
 pub mod sealed;
 pub mod security;
 pub mod spec;
+pub mod times;
 
 pub use generate::{Generated, generate};
+pub use times::parse_instant;
 
 use std::fmt;
 
@@ -49,17 +55,3 @@ impl From<spec::SpecError> for Error {
 
 /// The demo spec that `cargo xtask gen` uses when no `--spec` is given.
 pub const DEMO_SPEC: &str = include_str!("../fixtures/demo.yaml");
-
-/// Parses a UTC instant written as `YYYY-MM-DDTHH:MM:SSZ` (for `--now` and tests).
-pub fn parse_instant(s: &str) -> Option<time::OffsetDateTime> {
-    let b = s.as_bytes();
-    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'Z'
-    {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
-    let month = time::Month::try_from(n(5..7)? as u8).ok()?;
-    let date = time::Date::from_calendar_date(n(0..4)? as i32, month, n(8..10)? as u8).ok()?;
-    let t = time::Time::from_hms(n(11..13)? as u8, n(14..16)? as u8, n(17..19)? as u8).ok()?;
-    Some(time::PrimitiveDateTime::new(date, t).assume_utc())
-}

@@ -10,12 +10,14 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::sync::Arc;
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 
 use crate::Error;
+use crate::pki::inspect::CertInfo;
 
-/// What a file is, for people and for automation.
+/// What a file is, for people and for automation. The kind decides the mode and whether the file is secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     CaCert,
@@ -44,6 +46,53 @@ impl Kind {
     pub fn secret(self) -> bool {
         matches!(self, Kind::Key | Kind::Kubeconfig | Kind::EncryptionConfig)
     }
+
+    /// The file mode (kubeadm-facts §1.6, §2.3, §3.0): certificates and what people read 0644, the rest 0600.
+    /// kubeadm writes sa.pub 0600 too (it goes through keyutil.WriteKey), and manifests 0600 (CIS 1.1.1).
+    pub fn mode(self) -> u32 {
+        match self {
+            Kind::CaCert | Kind::Cert | Kind::Rbac | Kind::Inventory | Kind::Index | Kind::Sealed | Kind::Gitignore => {
+                0o644
+            }
+            Kind::Key
+            | Kind::PublicKey
+            | Kind::Kubeconfig
+            | Kind::Manifest
+            | Kind::Csr
+            | Kind::KubeletConfig
+            | Kind::AuditPolicy
+            | Kind::EncryptionConfig => 0o600,
+        }
+    }
+
+    /// The name in index.json.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::CaCert => "ca-cert",
+            Kind::Cert => "cert",
+            Kind::Key => "key",
+            Kind::PublicKey => "public-key",
+            Kind::Kubeconfig => "kubeconfig",
+            Kind::Manifest => "manifest",
+            Kind::Rbac => "rbac",
+            Kind::Inventory => "inventory",
+            Kind::Index => "index",
+            Kind::Csr => "csr",
+            Kind::KubeletConfig => "kubelet-config",
+            Kind::AuditPolicy => "audit-policy",
+            Kind::EncryptionConfig => "encryption-config",
+            Kind::Sealed => "sealed",
+            Kind::Gitignore => "gitignore",
+        }
+    }
+}
+
+/// The certificate a file holds (or, for a kubeconfig, the client certificate it embeds), read back once.
+#[derive(Clone)]
+pub struct CertRef {
+    /// The row of the certificate table it was issued from; `None` for a CA kubeforge does not own.
+    pub profile: Option<&'static str>,
+    pub info: Arc<CertInfo>,
 }
 
 pub struct Entry {
@@ -55,6 +104,9 @@ pub struct Entry {
     pub write: bool,
     /// Where its sealed copy is, relative to OUT.
     pub sealed: Option<String>,
+    /// Which component reads the file, and through which flag or setting (recorded where that flag is built).
+    pub used_by: Vec<String>,
+    pub cert: Option<CertRef>,
 }
 
 /// Files by path relative to OUT, `/`-separated, sorted.
@@ -66,11 +118,22 @@ pub struct Tree {
 }
 
 impl Tree {
-    pub fn add(&mut self, path: impl Into<String>, bytes: impl Into<Vec<u8>>, mode: u32, kind: Kind) {
+    /// Adds a file with its kind's mode; the returned entry takes what else is known of it.
+    pub fn add(&mut self, path: impl Into<String>, bytes: impl Into<Vec<u8>>, kind: Kind) -> &mut Entry {
         let path = path.into();
-        let prev =
-            self.files.insert(path.clone(), Entry { bytes: bytes.into(), mode, kind, write: true, sealed: None });
-        assert!(prev.is_none(), "{path} is produced twice");
+        let entry = Entry {
+            bytes: bytes.into(),
+            mode: kind.mode(),
+            kind,
+            write: true,
+            sealed: None,
+            used_by: Vec::new(),
+            cert: None,
+        };
+        match self.files.entry(path) {
+            std::collections::btree_map::Entry::Vacant(v) => v.insert(entry),
+            std::collections::btree_map::Entry::Occupied(o) => panic!("{} is produced twice", o.key()),
+        }
     }
 }
 
@@ -115,10 +178,10 @@ pub fn changes(tree: &Tree, out: &Path) -> Result<Changes, Error> {
     }
     let index = out.join("index.json");
     if let Ok(text) = fs::read_to_string(&index) {
-        let old: OldPaths = serde_json::from_str(&text).map_err(|e| {
+        let old: OldIndex = serde_json::from_str(&text).map_err(|e| {
             Error::new(format!("{}: not a kubeforge index ({e}); move it away to continue", index.display()))
         })?;
-        for rel in old.0.iter().map(String::as_str) {
+        for rel in old.files.iter().map(|f| f.path.as_str()) {
             let safe = !rel.starts_with('/') && rel.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
             if safe && !tree.files.contains_key(rel) && out.join(rel).is_file() {
                 c.remove.push(rel.to_string());
@@ -128,124 +191,16 @@ pub fn changes(tree: &Tree, out: &Path) -> Result<Changes, Error> {
     Ok(c)
 }
 
-/// The paths a previous index.json lists (`files[].path`), read without building the whole document: at 1,000
-/// nodes the index is 10 MB of JSON, which as a `serde_json::Value` takes 60 MB and half a second in a debug
-/// build. As lenient as indexing a `Value`: any valid JSON is accepted, and a `files` that is not an array, an
-/// entry that is not an object or a `path` that is not a string contribute nothing (the last of duplicate keys
-/// wins, as in a `Value`).
-struct OldPaths(Vec<String>);
-
-/// `Visitor` methods that accept any JSON scalar and give `$none`.
-macro_rules! scalars_give {
-    ($none:expr) => {
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($none)
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($none)
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($none)
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($none)
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok($none)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok($none)
-        }
-    };
+/// What a previous index.json says: the paths kubeforge wrote (`files[].path`). Everything else in it is
+/// skipped without being built (at 1,000 nodes the index is 10 MB of JSON).
+#[derive(Deserialize)]
+struct OldIndex {
+    files: Vec<OldFile>,
 }
 
-impl<'de> Deserialize<'de> for OldPaths {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Doc;
-        impl<'de> Visitor<'de> for Doc {
-            type Value = OldPaths;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("JSON")
-            }
-            scalars_give!(OldPaths(Vec::new()));
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<OldPaths, A::Error> {
-                while a.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(OldPaths(Vec::new()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<OldPaths, A::Error> {
-                let mut paths = Vec::new();
-                while let Some(key) = a.next_key::<String>()? {
-                    if key == "files" {
-                        paths = a.next_value::<Files>()?.0;
-                    } else {
-                        a.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(OldPaths(paths))
-            }
-        }
-        d.deserialize_any(Doc)
-    }
-}
-
-/// `files`: the string `path` of each entry.
-struct Files(Vec<String>);
-
-impl<'de> Deserialize<'de> for Files {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Files;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("JSON")
-            }
-            scalars_give!(Files(Vec::new()));
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Files, A::Error> {
-                let mut paths = Vec::new();
-                while let Some(FileEntry(path)) = a.next_element::<FileEntry>()? {
-                    paths.extend(path);
-                }
-                Ok(Files(paths))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Files, A::Error> {
-                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Files(Vec::new()))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// One entry of `files`: its `path` if that is a string.
-struct FileEntry(Option<String>);
-
-impl<'de> Deserialize<'de> for FileEntry {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = FileEntry;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("JSON")
-            }
-            scalars_give!(FileEntry(None));
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<FileEntry, A::Error> {
-                while a.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(FileEntry(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<FileEntry, A::Error> {
-                let mut path = None;
-                while let Some(key) = a.next_key::<String>()? {
-                    if key == "path" {
-                        path = a.next_value::<serde_json::Value>()?.as_str().map(str::to_string);
-                    } else {
-                        a.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(FileEntry(path))
-            }
-        }
-        d.deserialize_any(V)
-    }
+#[derive(Deserialize)]
+struct OldFile {
+    path: String,
 }
 
 /// Writes what `changes` lists, atomically per file, then removes stale files and empty directories they leave.
@@ -340,55 +295,18 @@ pub fn write(tree: &Tree, out: &Path) -> Result<Changes, Error> {
 mod tests {
     use super::*;
 
-    /// What the previous implementation took from an index: `Value`, then `files[].path` strings.
-    fn via_value(text: &str) -> Result<Vec<String>, String> {
-        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        Ok(v["files"].as_array().into_iter().flatten().filter_map(|f| f["path"].as_str().map(String::from)).collect())
-    }
-
     #[test]
-    fn old_paths_read_an_index_as_a_value_would() {
-        for text in [
-            r#"{"files":[{"path":"a/b","kind":"cert","certificate":{"sans":["x"],"profile":null}},{"path":"c"}]}"#,
-            r#"{"version":1,"files":[{"kind":"key"},{"path":5},{"path":["x"]},7,null,"s",[1],{"path":"ok"}],"x":{}}"#,
-            r#"{"files":[{"path":"a","path":"b"}],"files":[{"path":"c"}]}"#,
-            r#"{"files":[{"path":"a"}],"files":3}"#,
-            r#"{"files":{"path":"a"}}"#,
-            r#"{"directories":[{"path":"d"}]}"#,
-            "[]",
-            "3.5",
-            "null",
-            r#""text""#,
-            r#"{"files":[{"path":"é
-/x"}]}"#,
-        ] {
-            let got = serde_json::from_str::<OldPaths>(text).map(|p| p.0).map_err(|e| e.to_string());
-            assert_eq!(got, via_value(text), "{text}");
-        }
-        for bad in ["", "{", r#"{"files":[}"#, "{} x", r#"{"files":[{"path":"a"]}"#] {
-            let got = serde_json::from_str::<OldPaths>(bad).map(|p| p.0).map_err(|e| e.to_string());
-            assert_eq!(got, via_value(bad), "{bad}");
+    fn a_previous_index_gives_its_paths_or_a_clear_error() {
+        let paths = |text: &str| {
+            serde_json::from_str::<OldIndex>(text).map(|i| i.files.into_iter().map(|f| f.path).collect::<Vec<_>>())
+        };
+        let ok =
+            r#"{"version":1,"files":[{"path":"a/b","kind":"cert","certificate":{"sans":["x"]}},{"path":"c"}],"x":{}}"#;
+        assert_eq!(paths(ok).unwrap(), ["a/b", "c"]);
+        for bad in
+            ["", "{", "[]", "null", r#"{"files":3}"#, r#"{"files":[{"kind":"key"}]}"#, r#"{"files":[{"path":5}]}"#]
+        {
+            assert!(paths(bad).is_err(), "{bad}");
         }
     }
-}
-
-/// Every file below `dir` whose name ends in `.ext`, sorted; an absent `dir` has none.
-pub fn files_with_extension(dir: &Path, ext: &str) -> Result<Vec<std::path::PathBuf>, Error> {
-    let mut found = Vec::new();
-    if !dir.is_dir() {
-        return Ok(found);
-    }
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).map_err(|e| Error::new(format!("{}: {e}", d.display())))? {
-            let p = e.map_err(|e| Error::new(format!("{}: {e}", d.display())))?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == ext) {
-                found.push(p);
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
 }

@@ -15,6 +15,15 @@ use age::armor::{ArmoredReader, ArmoredWriter, Format};
 
 use crate::Error;
 
+/// Sealing the secrets of a run (`pki.encryption.age`).
+pub struct Sealing {
+    pub recipients: Vec<age::x25519::Recipient>,
+    /// The previous run's secrets: a secret whose plaintext did not change keeps its ciphertext.
+    pub previous: Unsealed,
+    /// Write plain copies of the secrets of this node (`all`: every node and the store) as well.
+    pub materialize: Option<String>,
+}
+
 /// Where the sealed copies live, relative to OUT.
 pub const SECRETS_DIR: &str = "secrets";
 
@@ -27,8 +36,7 @@ pub fn parse_recipient(s: &str) -> Result<age::x25519::Recipient, String> {
 
 /// Reads an identity file as age-keygen writes it (comments and `AGE-SECRET-KEY-1...` lines).
 pub fn load_identities(path: &Path) -> Result<Vec<age::x25519::Identity>, Error> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Error::new(format!("age identity {}: {e}", path.display())))?;
+    let text = crate::input::read_text(path, "age identity", crate::input::PEM_LIMIT)?;
     let ids: Vec<age::x25519::Identity> = text
         .lines()
         .map(str::trim)
@@ -70,8 +78,8 @@ fn open(ids: &[age::x25519::Identity], ciphertext: &[u8]) -> Result<Vec<u8>, Str
 /// Every `OUT/secrets/**.age`, as (sealed path relative to OUT, ciphertext).
 pub fn sealed_files(out: &Path) -> Result<Vec<(String, Vec<u8>)>, Error> {
     let mut found = Vec::new();
-    for p in crate::output::files_with_extension(&out.join(SECRETS_DIR), "age")? {
-        let bytes = std::fs::read(&p).map_err(|e| Error::new(format!("{}: {e}", p.display())))?;
+    for p in crate::input::files_with_extension(&out.join(SECRETS_DIR), "age")? {
+        let bytes = crate::input::read_bytes(&p, "sealed secret", crate::input::PEM_LIMIT)?;
         found.push((p.strip_prefix(out).unwrap().to_string_lossy().into_owned(), bytes));
     }
     Ok(found)

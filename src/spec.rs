@@ -13,7 +13,8 @@ use serde::Deserialize;
 
 use crate::net::{Cidr, Host, San};
 
-/// The spec as written. Field names are the YAML keys; unknown keys are errors.
+/// The spec as written. Field names are the YAML keys; unknown keys are errors. Every default is stated once, in
+/// the `Default` impl of its section (serde fills a missing field from it).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawSpec {
@@ -41,6 +42,7 @@ pub struct RawSpec {
     pub nodes: Vec<RawNode>,
 }
 
+/// kubeadm's default `clusterName`.
 fn default_name() -> String {
     "kubernetes".into()
 }
@@ -54,47 +56,47 @@ fn default_ca_dirs() -> Vec<String> {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawNetworking {
-    #[serde(default = "default_service_subnet")]
     pub service_subnet: String,
-    #[serde(default)]
     pub pod_subnet: String,
-    #[serde(default = "default_dns_domain")]
     pub dns_domain: String,
 }
 
+/// kubeadm's defaults (kubeadm-facts §1.3, §4.3); no pod subnet.
 impl Default for RawNetworking {
     fn default() -> Self {
-        Self { service_subnet: default_service_subnet(), pod_subnet: String::new(), dns_domain: default_dns_domain() }
+        Self { service_subnet: "10.96.0.0/12".into(), pod_subnet: String::new(), dns_domain: "cluster.local".into() }
     }
 }
 
-fn default_service_subnet() -> String {
-    "10.96.0.0/12".into()
-}
-fn default_dns_domain() -> String {
-    "cluster.local".into()
-}
-
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawPki {
-    #[serde(default = "default_algorithm")]
     pub key_algorithm: String,
-    #[serde(default = "default_ca_validity")]
     pub ca_validity: String,
-    #[serde(default = "default_cert_validity")]
     pub certificate_validity: String,
     /// A leaf that expires within this window is reissued by the next run.
-    #[serde(default = "default_renew_before")]
     pub renew_before: String,
     /// CAs the operator brings instead of letting kubeforge create them, by name (ca, front-proxy-ca, etcd-ca).
-    #[serde(default)]
     pub cas: std::collections::BTreeMap<String, RawProvidedCa>,
     /// Keep every secret file encrypted in OUT/secrets (see src/sealed.rs).
-    #[serde(default)]
     pub encryption: Option<RawStoreEncryption>,
+}
+
+/// kubeadm's validities (kubeadm-facts §1.5); ECDSA-P256 where kubeadm defaults to RSA-2048 (see the README's
+/// differences); a 30-day renewal window, so that a monthly scheduled run renews everything before it expires.
+impl Default for RawPki {
+    fn default() -> Self {
+        Self {
+            key_algorithm: "ECDSA-P256".into(),
+            ca_validity: "87600h".into(),
+            certificate_validity: "8760h".into(),
+            renew_before: "720h".into(),
+            cas: Default::default(),
+            encryption: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,45 +126,17 @@ pub struct RawProvidedCa {
     pub chain: Option<String>,
 }
 
-impl Default for RawPki {
-    fn default() -> Self {
-        Self {
-            key_algorithm: default_algorithm(),
-            ca_validity: default_ca_validity(),
-            certificate_validity: default_cert_validity(),
-            renew_before: default_renew_before(),
-            cas: Default::default(),
-            encryption: None,
-        }
-    }
-}
-
-fn default_algorithm() -> String {
-    "ECDSA-P256".into()
-}
-fn default_ca_validity() -> String {
-    "87600h".into()
-}
-fn default_cert_validity() -> String {
-    "8760h".into()
-}
-/// 30 days: a monthly scheduled run renews everything before it expires.
-fn default_renew_before() -> String {
-    "720h".into()
-}
-
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawApiServer {
-    #[serde(default, rename = "certSANs")]
+    #[serde(rename = "certSANs")]
     pub cert_sans: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawEtcd {
     /// An etcd cluster that kubeforge does not run; absent = stacked etcd on every control-plane node.
-    #[serde(default)]
     pub external: Option<RawExternalEtcd>,
 }
 
@@ -364,8 +338,19 @@ impl fmt::Display for SpecError {
 impl std::error::Error for SpecError {}
 
 /// Parses and validates a spec. `file` is only used in messages.
+///
+/// A message never quotes the document's text: a private key or an age identity given as the spec by mistake
+/// is named for what it is, and the YAML reader's messages are stripped of the values they would echo.
 pub fn parse(file: &Path, text: &str) -> Result<Cluster, SpecError> {
     let err = |problems| SpecError { file: file.to_path_buf(), problems };
+    if crate::input::looks_secret(text) {
+        return Err(err(vec![Problem {
+            path: String::new(),
+            message: "this file holds private key material (a PEM private key or an age identity), not a cluster \
+                      spec; nothing of it is shown here. Check the path given to --spec."
+                .into(),
+        }]));
+    }
     let de = serde_yaml::Deserializer::from_str(text);
     let raw: RawSpec = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -377,16 +362,48 @@ pub fn parse(file: &Path, text: &str) -> Result<Cluster, SpecError> {
             Some((loc, rest)) if !loc.contains(' ') && !loc.is_empty() => rest.to_string(),
             _ => message,
         };
-        err(vec![Problem { path, message }])
+        err(vec![Problem { path, message: without_values(&message) }])
     })?;
     validate(file, &raw).map_err(err)
 }
 
-/// Reads, parses and validates a spec file.
+/// A YAML reader's message without the scalar values it quotes (`invalid type: string "…", expected …`): the
+/// field path and the expected type say enough, and the value could be anything, a secret included.
+fn without_values(message: &str) -> String {
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(i) = rest.find(['"', '`']) {
+        let quote = rest.as_bytes()[i] as char;
+        out.push_str(&rest[..i]);
+        match rest[i + 1..].find(quote) {
+            // Field names (`apiVersion`) are short identifiers; anything else is a value and is left out.
+            Some(j)
+                if quote == '`'
+                    && j <= 64
+                    && rest[i + 1..i + 1 + j].bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) =>
+            {
+                out.push_str(&rest[i..i + 2 + j]);
+                rest = &rest[i + 2 + j..];
+            }
+            Some(j) => {
+                out.push_str("(value not shown)");
+                rest = &rest[i + 2 + j..];
+            }
+            None => {
+                out.push_str("(value not shown)");
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Reads, parses and validates a spec file (a regular file of at most `input::SPEC_LIMIT` bytes).
 pub fn load(file: &Path) -> Result<Cluster, SpecError> {
-    let text = std::fs::read_to_string(file).map_err(|e| SpecError {
+    let text = crate::input::text(file, crate::input::SPEC_LIMIT).map_err(|why| SpecError {
         file: file.to_path_buf(),
-        problems: vec![Problem { path: String::new(), message: format!("cannot read the file: {e}") }],
+        problems: vec![Problem { path: String::new(), message: format!("cannot read the file: {why}") }],
     })?;
     parse(file, &text)
 }
@@ -398,6 +415,18 @@ struct Check {
 impl Check {
     fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem { path: path.into(), message: message.into() });
+    }
+
+    /// A file the spec names, relative to the spec: its text, or a problem at `path`.
+    fn read(&mut self, file: &Path, path: &str, rel: &str) -> Option<String> {
+        let full = file.parent().unwrap_or(Path::new(".")).join(rel);
+        match crate::input::text(&full, crate::input::PEM_LIMIT) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                self.fail(path, format!("{rel:?}: cannot read {}: {why}", full.display()));
+                None
+            }
+        }
     }
 }
 
@@ -422,7 +451,6 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
         c.fail("kubernetesVersion", m);
         Version { minor: *SUPPORTED_MINORS.end(), patch: 0 }
     });
-
     let endpoint = if raw.control_plane_endpoint.is_empty() {
         None
     } else {
@@ -434,7 +462,6 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
             }
         }
     };
-
     let service_cidrs = subnets(&mut c, "networking.serviceSubnet", &raw.networking.service_subnet, true);
     if !raw.networking.pod_subnet.is_empty() {
         subnets(&mut c, "networking.podSubnet", &raw.networking.pod_subnet, false);
@@ -445,22 +472,68 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
             format!("{:?} is not a valid DNS domain (RFC 1123 subdomain)", raw.networking.dns_domain),
         );
     }
+    let pki = validate_pki(&mut c, file, raw);
+    let cert_sans = sans(&mut c, "apiServer.certSANs", &raw.api_server.cert_sans);
+    let host_ca_cert_dirs = validate_ca_dirs(&mut c, &raw.host_ca_cert_dirs);
+    let security = crate::security::validate(&raw.security, &mut |p, m| c.fail(p, m));
+    let etcd = match &raw.etcd.external {
+        None => Etcd::Stacked,
+        Some(x) => Etcd::External(external_etcd(&mut c, file, x)),
+    };
+    let nodes = validate_nodes(&mut c, &raw.nodes);
 
+    if !c.problems.is_empty() {
+        return Err(c.problems);
+    }
+    Ok(Cluster {
+        name: raw.name.clone(),
+        version,
+        endpoint,
+        service_subnet: raw.networking.service_subnet.clone(),
+        service_cidrs,
+        pod_subnet: raw.networking.pod_subnet.clone(),
+        dns_domain: raw.networking.dns_domain.clone(),
+        key_algorithm: pki.key_algorithm,
+        ca_validity: pki.ca_validity,
+        cert_validity: pki.cert_validity,
+        renew_before: pki.renew_before,
+        cert_sans,
+        host_ca_cert_dirs,
+        etcd,
+        security,
+        sealed_to: pki.sealed_to,
+        provided_cas: pki.provided_cas,
+        nodes,
+    })
+}
+
+/// `pki:` validated.
+struct Pki {
+    key_algorithm: KeyAlgorithm,
+    ca_validity: i64,
+    cert_validity: i64,
+    renew_before: i64,
+    sealed_to: Option<Vec<String>>,
+    provided_cas: std::collections::BTreeMap<String, ProvidedCa>,
+}
+
+fn validate_pki(c: &mut Check, file: &Path, raw: &RawSpec) -> Pki {
+    let p = &raw.pki;
     let key_algorithm =
-        KeyAlgorithm::ALL.iter().find(|(n, _)| *n == raw.pki.key_algorithm).map(|(_, a)| *a).unwrap_or_else(|| {
+        KeyAlgorithm::ALL.iter().find(|(n, _)| *n == p.key_algorithm).map(|(_, a)| *a).unwrap_or_else(|| {
             let names: Vec<&str> = KeyAlgorithm::ALL.iter().map(|(n, _)| *n).collect();
-            c.fail("pki.keyAlgorithm", format!("{:?} is not one of {}", raw.pki.key_algorithm, names.join(", ")));
+            c.fail("pki.keyAlgorithm", format!("{:?} is not one of {}", p.key_algorithm, names.join(", ")));
             KeyAlgorithm::EcdsaP256
         });
-    let ca_validity = duration(&mut c, "pki.caValidity", &raw.pki.ca_validity);
-    let cert_validity = duration(&mut c, "pki.certificateValidity", &raw.pki.certificate_validity);
-    let renew_before = duration(&mut c, "pki.renewBefore", &raw.pki.renew_before);
+    let ca_validity = duration(c, "pki.caValidity", &p.ca_validity);
+    let cert_validity = duration(c, "pki.certificateValidity", &p.certificate_validity);
+    let renew_before = duration(c, "pki.renewBefore", &p.renew_before);
     if renew_before > 0 && cert_validity > 0 && renew_before >= cert_validity {
         c.fail(
             "pki.renewBefore",
             format!(
                 "{:?} is not shorter than pki.certificateValidity {:?}: every run would reissue every certificate",
-                raw.pki.renew_before, raw.pki.certificate_validity
+                p.renew_before, p.certificate_validity
             ),
         );
     }
@@ -469,18 +542,70 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
             "pki.certificateValidity",
             format!(
                 "{:?} is longer than pki.caValidity {:?}: a certificate cannot outlive the CA that signs it",
-                raw.pki.certificate_validity, raw.pki.ca_validity
+                p.certificate_validity, p.ca_validity
             ),
         );
     }
+    let mut provided_cas = std::collections::BTreeMap::new();
+    for (name, ca) in &p.cas {
+        let at = |f: &str| format!("pki.cas.{name}.{f}");
+        let allowed = ["ca", "front-proxy-ca", "etcd-ca"];
+        if !allowed.contains(&name.as_str()) {
+            c.fail(format!("pki.cas.{name}"), format!("{name:?} is not one of {}", allowed.join(", ")));
+            continue;
+        }
+        if name == "etcd-ca" && raw.etcd.external.is_some() {
+            c.fail(format!("pki.cas.{name}"), "with etcd.external there is no etcd CA (use etcd.external.clientCA)");
+            continue;
+        }
+        let cert_pem = c.read(file, &at("cert"), &ca.cert);
+        let key_pem = ca.key.as_ref().map(|k| c.read(file, &at("key"), k));
+        let chain_pem = ca.chain.as_ref().map(|k| c.read(file, &at("chain"), k));
+        if let Some(cert) = &cert_pem
+            && crate::input::looks_secret(cert)
+        {
+            c.fail(at("cert"), format!("{:?} holds a private key, not the CA's certificate", ca.cert));
+            continue;
+        }
+        if let Some(Some(chain)) = &chain_pem
+            && crate::input::looks_secret(chain)
+        {
+            c.fail(
+                at("chain"),
+                format!(
+                    "{:?} holds a private key; the chain holds only certificates",
+                    ca.chain.as_deref().unwrap_or("")
+                ),
+            );
+            continue;
+        }
+        if let (Some(cert_pem), Some(key_pem), Some(chain_pem)) =
+            (cert_pem, key_pem.map_or(Some(None), |k| k.map(Some)), chain_pem.map_or(Some(None), |k| k.map(Some)))
+        {
+            let source = file.parent().unwrap_or(Path::new(".")).join(&ca.cert).display().to_string();
+            provided_cas.insert(name.clone(), ProvidedCa { cert_pem, key_pem, chain_pem, source });
+        }
+    }
+    let sealed_to = p.encryption.as_ref().map(|e| {
+        if e.age.recipients.is_empty() {
+            c.fail("pki.encryption.age.recipients", "list at least one age recipient (age1...)");
+        }
+        for (i, r) in e.age.recipients.iter().enumerate() {
+            if let Err(m) = crate::sealed::parse_recipient(r) {
+                c.fail(format!("pki.encryption.age.recipients[{i}]"), m);
+            }
+        }
+        e.age.recipients.clone()
+    });
+    Pki { key_algorithm, ca_validity, cert_validity, renew_before, sealed_to, provided_cas }
+}
 
-    let cert_sans = sans(&mut c, "apiServer.certSANs", &raw.api_server.cert_sans);
-
-    // Each directory becomes a hostPath volume named after its path (kubeadm's rule: "/etc/pki/ca-trust" ->
-    // "etc-pki-ca-trust"), so the name must be a valid volume name, unique, and not shadow a fixed mount.
+/// Each directory becomes a hostPath volume named after its path (kubeadm's rule: "/etc/pki/ca-trust" ->
+/// "etc-pki-ca-trust"), so the name must be a valid volume name, unique, and not shadow a fixed mount.
+fn validate_ca_dirs(c: &mut Check, dirs: &[String]) -> Vec<String> {
     let mut host_ca_cert_dirs = Vec::new();
     let mut volume_names = BTreeSet::new();
-    for (i, d) in raw.host_ca_cert_dirs.iter().enumerate() {
+    for (i, d) in dirs.iter().enumerate() {
         let at = format!("hostCACertDirs[{i}]");
         let name = d.trim_start_matches('/').replace('/', "-");
         let fixed = ["/etc/ssl/certs", "/etc/kubernetes", "/usr/libexec/kubernetes"];
@@ -502,60 +627,14 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
             host_ca_cert_dirs.push(d.clone());
         }
     }
+    host_ca_cert_dirs
+}
 
-    let mut provided_cas = std::collections::BTreeMap::new();
-    let base = file.parent().unwrap_or(Path::new("."));
-    for (name, ca) in &raw.pki.cas {
-        let at = |f: &str| format!("pki.cas.{name}.{f}");
-        let allowed = ["ca", "front-proxy-ca", "etcd-ca"];
-        if !allowed.contains(&name.as_str()) {
-            c.fail(format!("pki.cas.{name}"), format!("{name:?} is not one of {}", allowed.join(", ")));
-            continue;
-        }
-        if name == "etcd-ca" && raw.etcd.external.is_some() {
-            c.fail(format!("pki.cas.{name}"), "with etcd.external there is no etcd CA (use etcd.external.clientCA)");
-            continue;
-        }
-        let mut read = |field: &str, rel: &str| match std::fs::read_to_string(base.join(rel)) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                c.fail(at(field), format!("{rel:?}: cannot read {}: {e}", base.join(rel).display()));
-                None
-            }
-        };
-        let cert_pem = read("cert", &ca.cert);
-        let key_pem = ca.key.as_ref().map(|k| read("key", k));
-        let chain_pem = ca.chain.as_ref().map(|k| read("chain", k));
-        if let (Some(cert_pem), Some(key_pem), Some(chain_pem)) =
-            (cert_pem, key_pem.map_or(Some(None), |k| k.map(Some)), chain_pem.map_or(Some(None), |k| k.map(Some)))
-        {
-            let source = base.join(&ca.cert).display().to_string();
-            provided_cas.insert(name.clone(), ProvidedCa { cert_pem, key_pem, chain_pem, source });
-        }
-    }
-
-    let security = crate::security::validate(&raw.security, &mut |p, m| c.fail(p, m));
-    let sealed_to = raw.pki.encryption.as_ref().map(|e| {
-        if e.age.recipients.is_empty() {
-            c.fail("pki.encryption.age.recipients", "list at least one age recipient (age1...)");
-        }
-        for (i, r) in e.age.recipients.iter().enumerate() {
-            if let Err(m) = crate::sealed::parse_recipient(r) {
-                c.fail(format!("pki.encryption.age.recipients[{i}]"), m);
-            }
-        }
-        e.age.recipients.clone()
-    });
-
-    let etcd = match &raw.etcd.external {
-        None => Etcd::Stacked,
-        Some(x) => Etcd::External(external_etcd(&mut c, file, x)),
-    };
-
+fn validate_nodes(c: &mut Check, raw: &[RawNode]) -> Vec<Node> {
     let mut nodes = Vec::new();
     let mut names = BTreeSet::new();
     let mut addresses = BTreeSet::new();
-    for (i, n) in raw.nodes.iter().enumerate() {
+    for (i, n) in raw.iter().enumerate() {
         let at = |f: &str| format!("nodes[{i}].{f}");
         if !crate::net::is_dns_subdomain(&n.name) {
             c.fail(
@@ -593,38 +672,15 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
                 IpAddr::from([127, 0, 0, 1])
             }
         };
-        let node_sans = sans(&mut c, &at("sans"), &n.sans);
+        let node_sans = sans(c, &at("sans"), &n.sans);
         nodes.push(Node { name: n.name.clone(), role, address, sans: node_sans });
     }
-    if raw.nodes.is_empty() {
+    if raw.is_empty() {
         c.fail("nodes", "the cluster has no nodes; list at least one node with role control-plane");
     } else if !nodes.iter().any(Node::is_control_plane) {
         c.fail("nodes", "no node has role control-plane; a cluster needs at least one");
     }
-
-    if !c.problems.is_empty() {
-        return Err(c.problems);
-    }
-    Ok(Cluster {
-        name: raw.name.clone(),
-        version,
-        endpoint,
-        service_subnet: raw.networking.service_subnet.clone(),
-        service_cidrs,
-        pod_subnet: raw.networking.pod_subnet.clone(),
-        dns_domain: raw.networking.dns_domain.clone(),
-        key_algorithm,
-        ca_validity,
-        cert_validity,
-        renew_before,
-        cert_sans,
-        host_ca_cert_dirs,
-        etcd,
-        security,
-        sealed_to,
-        provided_cas,
-        nodes,
-    })
+    nodes
 }
 
 fn external_etcd(c: &mut Check, file: &Path, x: &RawExternalEtcd) -> ExternalEtcd {
@@ -664,15 +720,9 @@ fn external_etcd(c: &mut Check, file: &Path, x: &RawExternalEtcd) -> ExternalEtc
                 "kubeforge installs the CA and the client certificate it issues itself; leave caFile, certFile and keyFile empty",
             );
         }
-        let base = file.parent().unwrap_or(Path::new("."));
-        let mut read = |field: &str, rel: &str| match std::fs::read_to_string(base.join(rel)) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                c.fail(format!("etcd.external.clientCA.{field}"), format!("{rel:?}: cannot read {}: {e}", base.join(rel).display()));
-                None
-            }
-        };
-        Some((read("cert", &ca.cert)?, read("key", &ca.key)?))
+        let cert = c.read(file, "etcd.external.clientCA.cert", &ca.cert);
+        let key = c.read(file, "etcd.external.clientCA.key", &ca.key);
+        Some((cert?, key?))
     });
     ExternalEtcd { endpoints: x.endpoints.clone(), ca_file, cert_file, key_file, client_ca }
 }
@@ -748,37 +798,13 @@ fn subnets(c: &mut Check, path: &str, value: &str, service: bool) -> Vec<Cidr> {
 
 /// A Go duration of whole hours, minutes and seconds (`87600h`, `8760h0m0s`, `90m`), in seconds.
 fn duration(c: &mut Check, path: &str, value: &str) -> i64 {
-    match parse_duration(value) {
+    match crate::times::parse_duration(value) {
         Some(s) if s > 0 => s,
         _ => {
             c.fail(path, format!("{value:?} is not a positive duration such as \"8760h\" or \"720h30m\""));
             0
         }
     }
-}
-
-pub fn parse_duration(value: &str) -> Option<i64> {
-    let mut total: i64 = 0;
-    let mut num = String::new();
-    let mut any = false;
-    for ch in value.chars() {
-        if ch.is_ascii_digit() {
-            num.push(ch);
-            continue;
-        }
-        let unit = match ch {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return None,
-        };
-        let n: i64 = num.parse().ok()?;
-        total = total.checked_add(n.checked_mul(unit)?)?;
-        num.clear();
-        any = true;
-    }
-    // 1000 years is far beyond any sane validity and keeps dates inside X.509's GeneralizedTime range.
-    (num.is_empty() && any && total <= 1000 * 365 * 86400).then_some(total)
 }
 
 fn sans(c: &mut Check, path: &str, values: &[String]) -> Vec<San> {
@@ -790,4 +816,40 @@ fn sans(c: &mut Check, path: &str, values: &[String]) -> Vec<San> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_v1_minor_patch_of_a_supported_minor() {
+        let v = |s: &str| parse_version(s);
+        let first = *SUPPORTED_MINORS.start();
+        assert_eq!(v(&format!("v1.{first}.0")), Ok(Version { minor: first, patch: 0 }));
+        assert_eq!(v(&format!("v1.{first}.12")), Ok(Version { minor: first, patch: 12 }));
+        for bad in
+            ["1.34.1", "v1.34", "v1.34.1.2", "v2.34.1", "v1.034.1", "v1.34.01", "v1.34.x", "v1.34.-1", "", "v1..1"]
+        {
+            let e = v(bad).unwrap_err();
+            assert!(e.contains("is not a Kubernetes version of the form v1.MINOR.PATCH"), "{bad}: {e}");
+        }
+        let e = v("v1.99.0").unwrap_err();
+        assert!(e.contains("is not supported"), "{e}");
+    }
+
+    #[test]
+    fn yaml_messages_never_echo_values() {
+        let m =
+            without_values("invalid type: string \"-----BEGIN EC PRIVATE KEY-----\\nMHc\", expected struct RawSpec");
+        assert_eq!(m, "invalid type: string (value not shown), expected struct RawSpec");
+        let m = without_values("unknown field `nodez`, expected one of `apiVersion`, `kind`");
+        assert_eq!(m, "unknown field `nodez`, expected one of `apiVersion`, `kind`");
+        assert_eq!(without_values("unknown variant `a b c`, x"), "unknown variant (value not shown), x");
+        let spec = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB\n-----END EC PRIVATE KEY-----\n";
+        let e = parse(Path::new("k.key"), spec).unwrap_err().to_string();
+        assert!(e.contains("private key material") && !e.contains("MHc"), "{e}");
+        let e = parse(Path::new("x.yaml"), "just some words").unwrap_err().to_string();
+        assert!(!e.contains("just some words"), "{e}");
+    }
 }

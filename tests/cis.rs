@@ -32,7 +32,6 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 const CHECKS: &str = include_str!("data/cis-1.12-checks.yaml");
-const NOW: &str = "2026-01-01T00:00:00Z";
 
 // ---------------------------------------------------------------------------------------------------------------
 // The checks file.
@@ -988,13 +987,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn generate(spec: &Path, out: &Path) -> kubeforge::spec::Cluster {
-    let args: Vec<String> =
-        ["--spec", spec.to_str().unwrap(), "--out", out.to_str().unwrap(), "--seed", "1", "--now", NOW]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-    kubeforge::cli::run_gen(&args).unwrap_or_else(|e| panic!("gen {}: {e}", spec.display()));
-    kubeforge::spec::load(spec).expect("the spec parses")
+    support::generate_into(spec, out, support::SEED, Some(support::now()))
 }
 
 /// The first control-plane node and the first worker of the cluster.

@@ -7,8 +7,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
+use kubeforge::ops::report::{Action, CaOrigin};
+use kubeforge::ops::{Context, Options};
+
+/// The context of a run on `spec` and `out`, as a user runs it.
+fn ctx(spec: &Path, out: &Path) -> Context {
+    Options::new(Some(spec), out).load().unwrap()
 }
 
 fn openssl() -> Command {
@@ -157,23 +161,22 @@ fn import_a_kubeadm_node_then_plan_has_nothing_to_do() {
     let spec = tmp.path().join("cluster.yaml");
     fs::write(&spec, SPEC_RSA).unwrap();
     let out = tmp.path().join("out");
-    let o = |extra: &[&str]| {
-        let mut a = args(extra);
-        a.extend(args(&["--spec", spec.to_str().unwrap(), "--out", out.to_str().unwrap()]));
-        a
-    };
-    let summary = kubeforge::cli::run_import_kubeadm(&o(&[k.to_str().unwrap(), "--node", "cp-1"])).unwrap();
-    assert!(summary.contains("CAs: ca (kept), etcd-ca (kept), front-proxy-ca (kept)"), "{summary}");
-    assert!(summary.contains("service-account key: kept"), "{summary}");
+    let summary = ctx(&spec, &out).import_kubeadm(&k, "cp-1").unwrap();
+    assert!(summary.cas.iter().all(|c| c.origin == CaOrigin::Kept), "{summary}");
+    assert_eq!(summary.service_account_key, Some("kept"), "{summary}");
+    assert!(summary.to_string().starts_with(&format!(
+        "adopted {} files of {} as node cp-1",
+        summary.imported.as_ref().unwrap().files.len(),
+        k.display()
+    )));
     // Everything kubeadm had is adopted as is; only what kubeadm never makes is issued.
-    let issued: Vec<&str> = summary.lines().filter(|l| l.trim_start().starts_with("issued ")).collect();
-    for l in &issued {
+    for l in summary.certificates.iter().filter(|l| l.action == Action::Issue) {
         assert!(
-            l.contains("kubelet-serving") || l.contains("kube-proxy") || l.contains("worker-1/kubelet-client"),
+            l.id.contains("kubelet-serving") || l.id.contains("kube-proxy") || l.id.contains("worker-1/kubelet-client"),
             "only kubeforge's extras may be issued on import:\n{summary}"
         );
     }
-    assert!(!summary.contains("reissued"), "{summary}");
+    assert_eq!(summary.count(Action::Reissue), 0, "{summary}");
     for (ours, theirs) in [
         ("pki/ca.crt", "pki/ca.crt"),
         ("pki/ca.key", "pki/ca.key"),
@@ -185,11 +188,11 @@ fn import_a_kubeadm_node_then_plan_has_nothing_to_do() {
     ] {
         assert_eq!(fs::read(out.join(ours)).unwrap(), fs::read(k.join(theirs)).unwrap(), "{ours} must be {theirs}");
     }
-    let (plan, todo) = kubeforge::cli::run_plan(&o(&[])).unwrap();
-    assert!(!todo, "the first plan after import must have nothing to do:\n{plan}");
+    let plan = ctx(&spec, &out).plan().unwrap();
+    assert!(!plan.has_changes(), "the first plan after import must have nothing to do:\n{plan}");
 
     // A second import into the same OUT would replace the CA: refused.
-    let err = kubeforge::cli::run_import_kubeadm(&o(&[k.to_str().unwrap(), "--node", "cp-1"])).unwrap_err().to_string();
+    let err = ctx(&spec, &out).import_kubeadm(&k, "cp-1").unwrap_err().to_string();
     assert!(err.contains("never replaces a CA silently"), "{err}");
 }
 
@@ -245,10 +248,8 @@ impl External {
         External { _tmp: tmp, dir, spec, out }
     }
 
-    fn o(&self, extra: &[&str]) -> Vec<String> {
-        let mut a = args(extra);
-        a.extend(args(&["--spec", self.spec.to_str().unwrap(), "--out", self.out.to_str().unwrap()]));
-        a
+    fn ctx(&self) -> Context {
+        ctx(&self.spec, &self.out)
     }
 }
 
@@ -256,12 +257,14 @@ impl External {
 fn external_ca_csr_sign_import_round_trip() {
     let x = External::new("external-csr");
     // Nothing can be generated before the external CA signed what it must sign.
-    let err = kubeforge::cli::run_gen(&x.o(&[])).unwrap_err().to_string();
+    let err = x.ctx().apply(&Default::default()).unwrap_err().to_string();
     assert!(err.contains("nodes/cp-1/front-proxy-client") && err.contains("cargo xtask csr"), "{err}");
     assert!(!x.out.join("nodes").exists(), "nothing rendered");
 
-    let msg = kubeforge::cli::run_csr(&x.o(&[])).unwrap();
-    assert!(msg.contains("1 signing request"), "{msg}");
+    let msg = x.ctx().csr().unwrap();
+    assert_eq!(msg.requests, ["nodes/cp-1/front-proxy-client"], "{msg}");
+    assert_eq!(msg.cas, ["front-proxy-ca"], "{msg}");
+    assert!(msg.to_string().contains("1 signing request"), "{msg}");
     let signing = fs::read_to_string(x.out.join("csr/SIGNING.md")).unwrap();
     assert!(signing.contains("| `nodes/cp-1/front-proxy-client.csr` | CN = corp-front-proxy-ca | CN = front-proxy-client | - | clientAuth |"), "{signing}");
     let csr = x.out.join("csr/nodes/cp-1/front-proxy-client.csr");
@@ -277,21 +280,21 @@ fn external_ca_csr_sign_import_round_trip() {
         "serverAuth",
         "DNS:evil.example.com",
     );
-    let err = kubeforge::cli::run_import_signed(&x.o(&[x.dir.join("bad").to_str().unwrap()])).unwrap_err().to_string();
+    let err = x.ctx().import_signed(&x.dir.join("bad")).unwrap_err().to_string();
     assert!(err.contains("SAN removed: DNS:evil.example.com") && err.contains("usages"), "{err}");
     assert!(!x.out.join("pki/nodes/cp-1/front-proxy-client.crt").exists());
     // One signed by another CA too.
     fs::create_dir_all(x.dir.join("wrong-ca/nodes/cp-1")).unwrap();
     sign_csr(&x.dir, csr.to_str().unwrap(), "wrong-ca/nodes/cp-1/front-proxy-client.crt", "root", "clientAuth", "");
-    let err =
-        kubeforge::cli::run_import_signed(&x.o(&[x.dir.join("wrong-ca").to_str().unwrap()])).unwrap_err().to_string();
+    let err = x.ctx().import_signed(&x.dir.join("wrong-ca")).unwrap_err().to_string();
     assert!(err.contains("signer: not signed by the current front-proxy-ca"), "{err}");
 
     // Signed as SIGNING.md says: accepted, and the cluster is generated around it.
     fs::create_dir_all(x.dir.join("signed/nodes/cp-1")).unwrap();
     sign_csr(&x.dir, csr.to_str().unwrap(), "signed/nodes/cp-1/front-proxy-client.crt", "fp", "clientAuth", "");
-    let summary = kubeforge::cli::run_import_signed(&x.o(&[x.dir.join("signed").to_str().unwrap()])).unwrap();
-    assert!(summary.contains("imported 1 signed certificate"), "{summary}");
+    let summary = x.ctx().import_signed(&x.dir.join("signed")).unwrap();
+    assert_eq!(summary.imported.as_ref().unwrap().files, ["nodes/cp-1/front-proxy-client.crt"], "{summary}");
+    assert!(summary.to_string().starts_with("imported 1 signed certificate"), "{summary}");
     let node = x.out.join("nodes/cp-1/etc/kubernetes");
     assert_eq!(
         fs::read(node.join("pki/front-proxy-client.crt")).unwrap(),
@@ -304,8 +307,8 @@ fn external_ca_csr_sign_import_round_trip() {
             .arg(node.join("pki/front-proxy-ca.crt"))
             .arg(node.join("pki/front-proxy-client.crt")),
     );
-    let (plan, todo) = kubeforge::cli::run_plan(&x.o(&[])).unwrap();
-    assert!(!todo, "{plan}");
+    let plan = x.ctx().plan().unwrap();
+    assert!(!plan.has_changes(), "{plan}");
     // The cluster CA (an intermediate with its key) signs the rest; clients trust it through the chain.
     support::run(
         openssl()
@@ -329,9 +332,8 @@ fn a_provided_ca_never_silently_replaces_the_stored_one() {
     // First a cluster with kubeforge's own CAs in the same OUT...
     let plain = x.dir.join("plain.yaml");
     fs::write(&plain, SPEC_RSA).unwrap();
-    kubeforge::cli::run_gen(&args(&["--spec", plain.to_str().unwrap(), "--out", x.out.to_str().unwrap()])).unwrap();
+    support::apply(&Options::new(Some(&plain), &x.out));
     // ...then a spec that brings another CA: refused.
-    let err =
-        kubeforge::cli::run_csr(&x.o(&[])).and_then(|_| kubeforge::cli::run_gen(&x.o(&[]))).unwrap_err().to_string();
+    let err = x.ctx().csr().and_then(|_| x.ctx().apply(&Default::default())).unwrap_err().to_string();
     assert!(err.contains("holds another CA") && err.contains("never replaces a CA silently"), "{err}");
 }

@@ -580,21 +580,30 @@ fn gen_args(out: &Path) -> Vec<String> {
     args(&["--out", out.to_str().unwrap(), "--seed", "1", "--now", NOW])
 }
 
+/// `kubeforge CMD ARGS...`, in-process.
+fn cli(cmd: &str, a: &[String]) -> support::Outcome {
+    let mut v = vec![cmd];
+    v.extend(a.iter().map(String::as_str));
+    support::kubeforge(&v)
+}
+
+/// `kubeforge CMD ARGS...`, which must succeed: its output.
+fn cli_ok(cmd: &str, a: &[String]) -> String {
+    let o = cli(cmd, a);
+    assert!(o.code == 0 || (cmd == "plan" && o.code == 2), "{cmd} {a:?}: {o:?}");
+    o.text
+}
+
+/// `kubeforge CMD ARGS...`, which must fail: its message.
+fn cli_err(cmd: &str, a: &[String], what: &str) -> String {
+    let o = cli(cmd, a);
+    assert_eq!(o.code, 1, "{what}: {cmd} {a:?} must fail: {o:?}");
+    o.text
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if fs::symlink_metadata(&p).unwrap().is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
+    let tree = support::Tree::of(dir);
+    tree.files().into_keys().map(|p| dir.join(p)).collect()
 }
 
 /// Every piece of secret material in OUT: the lines of each private key file, each kubeconfig's client-key-data,
@@ -647,25 +656,25 @@ fn keys_never_leak() {
     let out = tmp.path().join("out");
     let o = out.to_str().unwrap();
     let mut texts: Vec<(String, String)> = Vec::new();
-    texts.push(("gen".into(), kubeforge::cli::run_gen(&gen_args(&out)).unwrap()));
+    texts.push(("gen".into(), cli_ok("gen", &gen_args(&out))));
     let all = secrets(&out);
     assert!(all.len() > 20, "found only {} secret lines in OUT; the test would be vacuous", all.len());
-    texts.push(("gen (rerun)".into(), kubeforge::cli::run_gen(&gen_args(&out)).unwrap()));
+    texts.push(("gen (rerun)".into(), cli_ok("gen", &gen_args(&out))));
+    texts.push(("gen --format json".into(), cli_ok("gen", &[gen_args(&out), args(&["--format", "json"])].concat())));
     texts.push(("gen --dry-run".into(), {
         let mut a = gen_args(&out);
         a.push("--dry-run".into());
-        kubeforge::cli::run_gen(&a).unwrap()
+        cli_ok("gen", &a)
     }));
-    texts.push(("plan".into(), kubeforge::cli::run_plan(&gen_args(&out)).unwrap().0));
-    texts.push(("check".into(), kubeforge::cli::run_check(&args(&["--out", o, "--now", NOW])).unwrap().0));
-    texts.push((
-        "check --format json".into(),
-        kubeforge::cli::run_check(&args(&["--out", o, "--now", NOW, "--format", "json"])).unwrap().0,
-    ));
+    texts.push(("plan".into(), cli_ok("plan", &gen_args(&out))));
+    texts.push(("plan --format json".into(), cli_ok("plan", &[gen_args(&out), args(&["--format", "json"])].concat())));
+    texts.push(("check".into(), cli_ok("check", &args(&["--out", o, "--now", NOW]))));
+    texts.push(("check --format json".into(), cli_ok("check", &args(&["--out", o, "--now", NOW, "--format", "json"]))));
     texts.push(("renew all".into(), {
         let mut a = args(&["all"]);
         a.extend(gen_args(&out));
-        kubeforge::cli::run_renew(&a).unwrap()
+        a.extend(args(&["--format", "json"]));
+        cli_ok("renew", &a)
     }));
     let all: BTreeSet<String> = all.union(&secrets(&out)).cloned().collect();
     for rel in ["index.json", "PKI.md"] {
@@ -709,15 +718,20 @@ fn keys_never_leak() {
         let copy = tmp.path().join(format!("damaged-{i}"));
         copy_dir(&out, &copy);
         damage(&copy.join("pki"));
-        let gen_err = kubeforge::cli::run_gen(&gen_args(&copy)).expect_err(name);
-        let plan_err = kubeforge::cli::run_plan(&gen_args(&copy)).expect_err(name);
-        for (what, e) in [("gen", gen_err), ("plan", plan_err)] {
+        for what in ["gen", "plan"] {
+            let e = kubeforge::ops::Options {
+                seed: Some(1),
+                now: kubeforge::parse_instant(NOW),
+                ..kubeforge::ops::Options::new(None, &copy)
+            }
+            .load()
+            .and_then(|ctx| if what == "gen" { ctx.apply(&Default::default()) } else { ctx.plan() })
+            .expect_err(name);
             texts.push((format!("{what} with {name}"), e.to_string()));
             texts.push((format!("{what} with {name} (Debug)"), format!("{e:?}")));
         }
-        if let Ok((t, _)) = kubeforge::cli::run_check(&args(&["--out", copy.to_str().unwrap(), "--now", NOW])) {
-            found.extend(leaks(&format!("check with {name}"), &t, &all));
-        }
+        let t = cli("check", &args(&["--out", copy.to_str().unwrap(), "--now", NOW])).text;
+        found.extend(leaks(&format!("check with {name}"), &t, &all));
     }
     // A spec whose CA files are swapped (the key given as the certificate and the other way round).
     let spec = tmp.path().join("swapped-ca.yaml");
@@ -735,9 +749,8 @@ fn keys_never_leak() {
     )
     .unwrap();
     let fresh = tmp.path().join("fresh");
-    let e = kubeforge::cli::run_gen(&args(&["--spec", spec.to_str().unwrap(), "--out", fresh.to_str().unwrap()]))
-        .expect_err("a key given as a CA certificate");
-    texts.push(("gen with swapped pki.cas files".into(), e.to_string()));
+    let e = cli_err("gen", &args(&["--spec", spec.to_str().unwrap(), "--out", fresh.to_str().unwrap()]), "swapped");
+    texts.push(("gen with swapped pki.cas files".into(), e));
     for (what, t) in &texts {
         found.extend(leaks(what, t, &all));
     }
@@ -806,54 +819,19 @@ fn copy_dir(from: &Path, to: &Path) {
 // Tampered material stops the run, and nothing is written.
 // ---------------------------------------------------------------------------------------------------------------
 
-/// Every file and directory under `dir`: bytes (files) and mode.
-fn snapshot(dir: &Path) -> BTreeMap<String, (Option<Vec<u8>>, u32)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let m = fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-            let mode = m.permissions().mode() & 0o7777;
-            if m.is_dir() {
-                out.insert(format!("{rel}/"), (None, mode));
-                stack.push(p);
-            } else {
-                out.insert(rel, (Some(fs::read(&p).unwrap()), mode));
-            }
-        }
-    }
-    out
-}
-
-fn diff(a: &BTreeMap<String, (Option<Vec<u8>>, u32)>, b: &BTreeMap<String, (Option<Vec<u8>>, u32)>) -> Vec<String> {
-    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    keys.into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .map(|k| match (a.get(k), b.get(k)) {
-            (None, _) => format!("{k}: created"),
-            (_, None) => format!("{k}: removed"),
-            (Some(x), Some(y)) if x.1 != y.1 => format!("{k}: mode {:o} -> {:o}", x.1, y.1),
-            _ => format!("{k}: bytes changed"),
-        })
-        .collect()
-}
-
 /// Generates OUT, damages it, and expects the next gen to stop with every one of `expect` in its error and OUT
 /// byte-for-byte and mode-for-mode as it was.
 fn tampered(name: &str, damage: impl FnOnce(&Path), expect: &[&str]) {
     let tmp = support::temp_dir(name);
     let out = tmp.path().join("out");
-    kubeforge::cli::run_gen(&gen_args(&out)).unwrap();
+    cli_ok("gen", &gen_args(&out));
     damage(&out);
-    let before = snapshot(&out);
-    let result = kubeforge::cli::run_gen(&gen_args(&out));
-    let after = snapshot(&out);
-    let changed = diff(&before, &after);
-    let err = match result {
-        Ok(summary) => panic!("{name}: gen went ahead on tampered material; changed: {changed:?}\n{summary}"),
-        Err(e) => e.to_string(),
+    let before = support::Tree::of(&out);
+    let result = cli("gen", &gen_args(&out));
+    let changed = before.diff(&support::Tree::of(&out));
+    let err = match result.code {
+        0 => panic!("{name}: gen went ahead on tampered material; changed: {changed:?}\n{}", result.text),
+        _ => result.text,
     };
     println!("{name}: {err}");
     for e in expect {
@@ -866,10 +844,10 @@ fn tampered(name: &str, damage: impl FnOnce(&Path), expect: &[&str]) {
 fn an_untampered_rerun_goes_ahead_and_changes_nothing() {
     let tmp = support::temp_dir("hostile-control");
     let out = tmp.path().join("out");
-    kubeforge::cli::run_gen(&gen_args(&out)).unwrap();
-    let before = snapshot(&out);
-    kubeforge::cli::run_gen(&gen_args(&out)).unwrap();
-    assert_eq!(diff(&before, &snapshot(&out)), Vec::<String>::new());
+    cli_ok("gen", &gen_args(&out));
+    let before = support::Tree::of(&out);
+    cli_ok("gen", &gen_args(&out));
+    assert_eq!(before.diff(&support::Tree::of(&out)), Vec::<String>::new());
 }
 
 #[test]
@@ -910,7 +888,7 @@ fn a_world_readable_ca_key_stops_the_run() {
 fn a_leaf_from_another_ca_stops_the_run() {
     let tmp = support::temp_dir("hostile-other-ca-src");
     let other = tmp.path().join("other");
-    kubeforge::cli::run_gen(&args(&["--out", other.to_str().unwrap(), "--seed", "2", "--now", NOW])).unwrap();
+    cli_ok("gen", &args(&["--out", other.to_str().unwrap(), "--seed", "2", "--now", NOW]));
     tampered(
         "hostile-other-ca",
         |out| {

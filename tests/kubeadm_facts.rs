@@ -18,13 +18,14 @@
 //! - workers get only `pki/ca.crt` (no key), `kubelet.conf`, `kube-proxy.conf` and their kubelet serving cert;
 //! - `OUT/admin.conf` is the operator's admin kubeconfig.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine;
 use p256::pkcs8::EncodePublicKey;
@@ -651,13 +652,8 @@ const WORKER_FILES: &[&str] = &[
 
 /// A generated output directory, removed when dropped.
 struct Out {
+    _tmp: support::TempDir,
     dir: PathBuf,
-}
-
-impl Drop for Out {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
 }
 
 impl Out {
@@ -668,21 +664,10 @@ impl Out {
 
 /// Generates `f` exactly as the brief says (library API), then writes it like `cargo xtask gen` would.
 fn generate(f: &Fixture, test: &str) -> Out {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "kubeforge-facts-{}-{test}-{}-{}",
-        f.cluster,
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = fs::remove_dir_all(&dir);
-    let out = Out { dir };
-    let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(f.spec)).unwrap();
-    let cluster = kubeforge::spec::parse(Path::new(f.spec), &text).unwrap();
-    let now = kubeforge::parse_instant(NOW).unwrap();
-    let keys = kubeforge::pki::keys::KeySource::seeded(42);
-    let generated = kubeforge::generate(&cluster, &out.dir.join("pki"), &keys, now).unwrap();
-    kubeforge::output::write(&generated.tree, &out.dir).unwrap();
+    let tmp = support::temp_dir(&format!("facts-{}-{test}", f.cluster));
+    let out = Out { dir: tmp.path().join("out"), _tmp: tmp };
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join(f.spec);
+    support::generate_into(&spec, &out.dir, support::SEED, kubeforge::parse_instant(NOW));
     out
 }
 
@@ -1618,20 +1603,7 @@ fn check_manifests(f: &Fixture) {
 
 /// Every file below `dir`, relative, `/`-separated, sorted.
 fn files_below(dir: &Path) -> Vec<String> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        for e in fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(base, &p, out);
-            } else {
-                out.push(p.strip_prefix(base).unwrap().to_string_lossy().replace('\\', "/"));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
+    support::Tree::of(dir).files().into_keys().collect()
 }
 
 /// §1.6/§2.3/§3.0 file modes by kind.

@@ -3,68 +3,14 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
+use kubeforge::ops::report::{Action, CaOrigin};
+use support::{Cluster, reissued};
 
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned(), fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
-
-fn changed(a: &BTreeMap<String, Vec<u8>>, b: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
-    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    keys.into_iter().filter(|k| a.get(*k) != b.get(*k)).cloned().collect()
-}
-
-struct Cluster {
-    _tmp: support::TempDir,
-    spec: std::path::PathBuf,
-    out: std::path::PathBuf,
-}
-
-impl Cluster {
-    fn new(name: &str, spec_text: &str) -> Self {
-        let tmp = support::temp_dir(name);
-        let spec = tmp.path().join("cluster.yaml");
-        fs::write(&spec, spec_text).unwrap();
-        let out = tmp.path().join("out");
-        Cluster { _tmp: tmp, spec, out }
-    }
-
-    fn opts(&self) -> Vec<String> {
-        args(&["--spec", self.spec.to_str().unwrap(), "--out", self.out.to_str().unwrap()])
-    }
-
-    fn generate(&self) -> String {
-        kubeforge::cli::run_gen(&self.opts()).unwrap()
-    }
-
-    fn plan(&self) -> (String, bool) {
-        kubeforge::cli::run_plan(&self.opts()).unwrap()
-    }
-
-    fn edit(&self, from: &str, to: &str) {
-        let text = fs::read_to_string(&self.spec).unwrap();
-        assert!(text.contains(from), "spec lacks {from:?}");
-        fs::write(&self.spec, text.replacen(from, to, 1)).unwrap();
-    }
+fn cas_kept(r: &kubeforge::ops::report::RunReport) -> bool {
+    r.cas.iter().all(|c| c.origin == CaOrigin::Kept) && r.cas.len() == 3
 }
 
 #[test]
@@ -72,30 +18,29 @@ fn a_real_rerun_with_nothing_changed_is_byte_identical() {
     // Operating-system keys and the real clock, as a user runs it: the second run must keep everything.
     let c = Cluster::new("life-rerun", kubeforge::DEMO_SPEC);
     c.generate();
-    let before = files(&c.out);
-    let (plan, todo) = c.plan();
-    assert!(!todo, "plan after gen must have nothing to do:\n{plan}");
-    let summary = c.generate();
-    assert!(summary.contains("nothing to do"), "{summary}");
-    assert_eq!(changed(&before, &files(&c.out)), Vec::<String>::new());
+    let before = c.tree();
+    let plan = c.plan();
+    assert!(!plan.has_changes(), "plan after gen must have nothing to do:\n{plan}");
+    let again = c.generate();
+    assert!(!again.has_changes() && again.count(Action::Keep) == 20, "{again}");
+    assert!(again.to_string().contains("nothing to do: all"), "{again}");
+    assert_eq!(before.changed_files(&c.tree()), Vec::<String>::new());
 }
 
 #[test]
 fn adding_an_apiserver_san_reissues_exactly_the_apiserver_certificate() {
     let c = Cluster::new("life-san", kubeforge::DEMO_SPEC);
     c.generate();
-    let before = files(&c.out);
+    let before = c.tree();
     c.edit("certSANs: []", "certSANs: [10.0.0.5]");
-    let (plan, todo) = c.plan();
-    assert!(todo, "{plan}");
-    let reissued: Vec<&str> = plan.lines().filter(|l| l.trim_start().starts_with("reissue ")).collect();
-    assert_eq!(reissued, ["    reissue  nodes/cp-1/apiserver — SAN added: IP:10.0.0.5"], "{plan}");
-    assert!(!plan.contains("    issue "), "{plan}");
-    assert_eq!(before, files(&c.out), "plan writes nothing");
+    let plan = c.plan();
+    assert!(plan.has_changes(), "{plan}");
+    assert_eq!(reissued(&plan), ["nodes/cp-1/apiserver — SAN added: IP:10.0.0.5"], "{plan}");
+    assert!(plan.to_string().contains("    reissue  nodes/cp-1/apiserver — SAN added: IP:10.0.0.5"), "{plan}");
+    assert_eq!(before.touched(&c.tree()), Vec::<String>::new(), "plan writes nothing");
 
     c.generate();
-    let mut diff = changed(&before, &files(&c.out));
-    diff.sort();
+    let diff = before.changed_files(&c.tree());
     // The certificate and key in the store and on the node; the index and inventory that describe them.
     assert_eq!(
         diff,
@@ -108,16 +53,15 @@ fn adding_an_apiserver_san_reissues_exactly_the_apiserver_certificate() {
             "pki/nodes/cp-1/apiserver.key",
         ]
     );
-    let pki_md = String::from_utf8(files(&c.out)["PKI.md"].clone()).unwrap();
-    let old_md = String::from_utf8(before["PKI.md"].clone()).unwrap();
+    let pki_md = c.tree().text("PKI.md");
+    let old_md = before.text("PKI.md");
     let md_diff: Vec<&str> = pki_md.lines().filter(|l| !old_md.lines().any(|o| o == *l)).collect();
     assert_eq!(md_diff.len(), 1, "one changed row in PKI.md: {md_diff:?}");
     assert!(md_diff[0].starts_with("| apiserver | cp-1 |") && md_diff[0].contains("IP:10.0.0.5"));
 
     // Removing it again is a change too: covering the SANs (kubeadm's rule) is not enough.
     c.edit("certSANs: [10.0.0.5]", "certSANs: []");
-    let (plan, _) = c.plan();
-    assert!(plan.contains("reissue  nodes/cp-1/apiserver — SAN removed: IP:10.0.0.5"), "{plan}");
+    assert_eq!(reissued(&c.plan()), ["nodes/cp-1/apiserver — SAN removed: IP:10.0.0.5"]);
 }
 
 #[test]
@@ -125,15 +69,24 @@ fn identity_usage_and_algorithm_changes_are_reasons() {
     let c = Cluster::new("life-reasons", kubeforge::DEMO_SPEC);
     c.generate();
     c.edit("keyAlgorithm: ECDSA-P256", "keyAlgorithm: ECDSA-P384");
-    let (plan, _) = c.plan();
-    assert!(plan.contains("reissue  nodes/cp-1/apiserver — key algorithm ECDSA-P256 -> ECDSA-P384"), "{plan}");
+    let plan = c.plan();
+    assert!(
+        reissued(&plan).contains(&"nodes/cp-1/apiserver — key algorithm ECDSA-P256 -> ECDSA-P384".into()),
+        "{plan}"
+    );
     // The CAs are kept: changing the algorithm never replaces a CA.
-    assert!(plan.contains("CAs: ca (kept), etcd-ca (kept), front-proxy-ca (kept)"), "{plan}");
+    assert!(cas_kept(&plan), "{plan}");
+    assert!(plan.to_string().contains("CAs: ca (kept), etcd-ca (kept), front-proxy-ca (kept)"), "{plan}");
     c.edit("keyAlgorithm: ECDSA-P384", "keyAlgorithm: ECDSA-P256");
     c.edit("name: worker-2", "name: worker-9");
-    let (plan, _) = c.plan();
-    assert!(plan.contains("issue    nodes/worker-9/kubelet-client — new"), "{plan}");
-    assert!(plan.contains("remove   nodes/worker-2/kubelet-client — no longer in the spec"), "{plan}");
+    let plan = c.plan();
+    let line = |id: &str| plan.certificates.iter().find(|l| l.id == id).unwrap_or_else(|| panic!("{id}: {plan}"));
+    assert_eq!(line("nodes/worker-9/kubelet-client").action, Action::Issue);
+    assert_eq!(line("nodes/worker-2/kubelet-client").action, Action::Remove);
+    assert_eq!(line("nodes/worker-2/kubelet-client").reasons, ["no longer in the spec"]);
+    let text = plan.to_string();
+    assert!(text.contains("issue    nodes/worker-9/kubelet-client — new"), "{text}");
+    assert!(text.contains("remove   nodes/worker-2/kubelet-client — no longer in the spec"), "{text}");
     c.generate();
     assert!(!c.out.join("nodes/worker-2").exists(), "a removed node's bundle is removed");
     assert!(c.out.join("nodes/worker-9/etc/kubernetes/kubelet.conf").exists());
@@ -142,35 +95,37 @@ fn identity_usage_and_algorithm_changes_are_reasons() {
 #[test]
 fn a_certificate_near_expiry_is_reissued() {
     let c = Cluster::new("life-expiry", kubeforge::DEMO_SPEC);
-    let mut a = c.opts();
-    a.extend(args(&["--now", "2026-01-01T00:00:00Z"]));
-    kubeforge::cli::run_gen(&a).unwrap();
-    // 8760h validity, 720h renewal window: 2026-12-02T00:00:01Z is just inside it.
-    let mut later = c.opts();
-    later.extend(args(&["--now", "2026-12-01T23:59:59Z"]));
-    let (plan, todo) = kubeforge::cli::run_plan(&later).unwrap();
-    assert!(!todo, "one second before the window nothing is due:\n{plan}");
-    let mut inside = c.opts();
-    inside.extend(args(&["--now", "2026-12-02T00:00:00Z"]));
-    let (plan, todo) = kubeforge::cli::run_plan(&inside).unwrap();
-    assert!(todo);
+    support::apply(&kubeforge::ops::Options { now: Some(support::now()), ..c.options() });
+    let plan_at = |now: &str| {
+        let o = kubeforge::ops::Options { now: kubeforge::parse_instant(now), ..c.options() };
+        o.load().and_then(|ctx| ctx.plan()).unwrap()
+    };
+    // 8760h validity, 720h renewal window: 2026-12-02T00:00:00Z is exactly at its edge.
+    let plan = plan_at("2026-12-01T23:59:59Z");
+    assert!(!plan.has_changes(), "one second before the window nothing is due:\n{plan}");
+    let plan = plan_at("2026-12-02T00:00:00Z");
+    assert!(plan.has_changes());
     assert!(
-        plan.contains("reissue  nodes/cp-1/apiserver — expires 2027-01-01T00:00:00Z (within pki.renewBefore, 720h)"),
+        reissued(&plan)
+            .contains(&"nodes/cp-1/apiserver — expires 2027-01-01T00:00:00Z (within pki.renewBefore, 720h)".into()),
         "{plan}"
     );
-    assert!(plan.contains("CAs: ca (kept)"), "{plan}");
+    assert!(cas_kept(&plan), "{plan}");
 }
 
 #[test]
 fn renew_keeps_the_cas_and_every_chain_still_verifies() {
     let c = Cluster::new("life-renew", kubeforge::DEMO_SPEC);
     c.generate();
-    let before = files(&c.out);
-    let mut a = args(&["all"]);
-    a.extend(c.opts());
-    let summary = kubeforge::cli::run_renew(&a).unwrap();
-    assert!(summary.contains("certificates: 0 kept, 20 issued"), "{summary}");
-    let after = files(&c.out);
+    let before = c.tree().files();
+    let renew = |names: &[&str], keep_keys: bool| {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        c.options().load().and_then(|ctx| ctx.renew(&names, keep_keys)).map_err(|e| e.to_string())
+    };
+    let summary = renew(&["all"], false).unwrap();
+    assert_eq!((summary.count(Action::Keep), summary.count(Action::Reissue)), (0, 20), "{summary}");
+    assert!(summary.certificates.iter().all(|l| l.reasons == ["renewal requested"]), "{summary}");
+    let after = c.tree().files();
     for ca in ["pki/ca.crt", "pki/ca.key", "pki/etcd-ca.crt", "pki/etcd-ca.key", "pki/front-proxy-ca.crt", "pki/sa.key"]
     {
         assert_eq!(before[ca], after[ca], "{ca} must be kept");
@@ -203,28 +158,31 @@ fn renew_keeps_the_cas_and_every_chain_still_verifies() {
     }
 
     // --keep-keys renews the certificate and keeps its key.
-    let mut a = args(&["apiserver", "--keep-keys"]);
-    a.extend(c.opts());
-    kubeforge::cli::run_renew(&a).unwrap();
-    let again = files(&c.out);
+    renew(&["apiserver"], true).unwrap();
+    let again = c.tree().files();
     assert_eq!(after["pki/nodes/cp-1/apiserver.key"], again["pki/nodes/cp-1/apiserver.key"]);
     assert_ne!(after["pki/nodes/cp-1/apiserver.crt"], again["pki/nodes/cp-1/apiserver.crt"]);
 
-    let mut a = args(&["etcd-ca"]);
-    a.extend(c.opts());
-    let err = kubeforge::cli::run_renew(&a).unwrap_err().to_string();
+    let err = renew(&["etcd-ca"], false).unwrap_err();
     assert!(err.contains("is a CA"), "{err}");
+    // The command line agrees: a CA is refused, and renew with no name is a usage error.
+    let spec = c.spec.to_str().unwrap();
+    let out = c.out.to_str().unwrap();
+    let o = support::kubeforge(&["renew", "etcd-ca", "--spec", spec, "--out", out]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let o = support::kubeforge(&["renew", "--spec", spec, "--out", out]);
+    assert_eq!(o.code, 2, "{o:?}");
 }
 
 #[test]
 fn check_exit_boundary_and_formats() {
     let c = Cluster::new("life-check", kubeforge::DEMO_SPEC);
-    let mut a = c.opts();
-    a.extend(args(&["--now", "2026-01-01T00:00:00Z", "--seed", "5"]));
-    kubeforge::cli::run_gen(&a).unwrap();
+    c.generate_seeded();
     let out = c.out.to_str().unwrap();
     let check = |now: &str, within: &str| {
-        kubeforge::cli::run_check(&args(&["--out", out, "--now", now, "--within", within])).unwrap()
+        let o = support::kubeforge(&["check", "--out", out, "--now", now, "--within", within]);
+        assert!(o.code <= 1, "{o:?}");
+        (o.text, o.code == 1)
     };
     // Leaves expire at 2027-01-01T00:00:00Z. A window reaching exactly that instant counts; one second short does not.
     let (text, soon) = check("2026-12-02T00:00:00Z", "30d");
@@ -247,10 +205,16 @@ fn check_exit_boundary_and_formats() {
     }
     assert!(text.contains("CERTIFICATE AUTHORITY") && text.lines().any(|l| l.starts_with("etcd-ca ")), "{text}");
 
-    let (json, _) =
-        kubeforge::cli::run_check(&args(&["--out", out, "--now", "2026-06-01T00:00:00Z", "--format", "json"])).unwrap();
-    let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let rows = rows.as_array().unwrap();
+    let report = kubeforge::ops::check(&c.out, kubeforge::parse_instant("2026-06-01T00:00:00Z").unwrap(), 0).unwrap();
+    assert_eq!(report.expiring, 0);
+    let admin = report.certificates.iter().find(|r| r.name == "admin").unwrap();
+    assert_eq!((admin.profile.as_deref(), admin.node.as_deref()), (Some("admin"), None));
+    let kubelet = report.certificates.iter().find(|r| r.name == "nodes/worker-1/kubelet-serving").unwrap();
+    assert_eq!((kubelet.profile.as_deref(), kubelet.node.as_deref()), (Some("kubelet-serving"), Some("worker-1")));
+    let o = support::kubeforge(&["check", "--out", out, "--now", "2026-06-01T00:00:00Z", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&o.text).unwrap();
+    assert_eq!((json["apiVersion"].as_str(), json["kind"].as_str()), (Some("kubeforge/v1alpha1"), Some("CheckReport")));
+    let rows = json["certificates"].as_array().unwrap();
     assert_eq!(rows.len(), 23);
     let ca = rows.iter().find(|r| r["name"] == "ca").unwrap();
     assert_eq!(ca["isCa"], true);
@@ -265,11 +229,11 @@ fn check_works_from_public_files_alone() {
     let c = Cluster::new("life-public", kubeforge::DEMO_SPEC);
     c.generate();
     // Remove every secret: keys and kubeconfigs. What is left is what a CI job without secrets has.
-    for (path, _) in files(&c.out) {
+    for (path, _) in c.tree().files() {
         if path.ends_with(".key") || path.ends_with(".conf") {
             fs::remove_file(c.out.join(&path)).unwrap();
         }
     }
-    let (text, soon) = kubeforge::cli::run_check(&args(&["--out", c.out.to_str().unwrap()])).unwrap();
-    assert!(!soon && text.contains("all 23 certificates are valid"), "{text}");
+    let o = support::kubeforge(&["check", "--out", c.out.to_str().unwrap()]);
+    assert!(o.code == 0 && o.text.contains("all 23 certificates are valid"), "{o:?}");
 }

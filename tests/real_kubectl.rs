@@ -306,17 +306,17 @@ fn every_kubeconfig(name: &str, spec: &str, endpoint: &str, foreign: bool) {
 
 #[test]
 fn kubectl_every_kubeconfig_demo_v1_34_with_negative_controls() {
-    every_kubeconfig("demo", &real::fixture("demo"), "https://10.0.0.11:6443", true);
+    every_kubeconfig("demo", &support::fixture("demo"), "https://10.0.0.11:6443", true);
 }
 
 #[test]
 fn kubectl_every_kubeconfig_rsa_v1_33_behind_a_dns_endpoint() {
-    every_kubeconfig("rsa-v1.33", &real::fixture("rsa-v1.33"), "https://api.prod-eu.example.com:8443", false);
+    every_kubeconfig("rsa-v1.33", &support::fixture("rsa-v1.33"), "https://api.prod-eu.example.com:8443", false);
 }
 
 #[test]
 fn kubectl_every_kubeconfig_ipv6() {
-    every_kubeconfig("ipv6", &real::fixture("ipv6"), "https://[fd00:1::11]:6443", false);
+    every_kubeconfig("ipv6", &support::fixture("ipv6"), "https://[fd00:1::11]:6443", false);
 }
 
 #[test]
@@ -433,12 +433,12 @@ fn kubelet_leg(name: &str, spec: &str, foreign: bool) {
 
 #[test]
 fn kubelet_leg_demo() {
-    kubelet_leg("demo", &real::fixture("demo"), true);
+    kubelet_leg("demo", &support::fixture("demo"), true);
 }
 
 #[test]
 fn kubelet_leg_rsa_v1_33_and_ipv6_and_two_control_planes() {
-    kubelet_leg("rsa-v1.33", &real::fixture("rsa-v1.33"), false);
-    kubelet_leg("ipv6", &real::fixture("ipv6"), false);
+    kubelet_leg("rsa-v1.33", &support::fixture("rsa-v1.33"), false);
+    kubelet_leg("ipv6", &support::fixture("ipv6"), false);
     kubelet_leg("ha-v1.32", HA_V1_32, false);
 }

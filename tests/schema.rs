@@ -92,23 +92,23 @@ fn validate_manifests(name: &str, spec: &str) {
 
 #[test]
 fn manifests_validate_demo_v1_34() {
-    validate_manifests("demo", &real::fixture("demo"));
+    validate_manifests("demo", &support::fixture("demo"));
 }
 
 #[test]
 fn manifests_validate_rsa_v1_33() {
-    validate_manifests("rsa-v1.33", &real::fixture("rsa-v1.33"));
+    validate_manifests("rsa-v1.33", &support::fixture("rsa-v1.33"));
 }
 
 #[test]
 fn manifests_validate_ipv6() {
-    validate_manifests("ipv6", &real::fixture("ipv6"));
+    validate_manifests("ipv6", &support::fixture("ipv6"));
 }
 
 /// The other supported minors (their probe and serialization deltas), with the demo spec.
 #[test]
 fn manifests_validate_demo_v1_31_and_v1_32() {
-    let demo = real::fixture("demo");
+    let demo = support::fixture("demo");
     assert!(demo.contains("kubernetesVersion: v1.34.1"));
     validate_manifests("demo-v1.31", &demo.replace("kubernetesVersion: v1.34.1", "kubernetesVersion: v1.31.4"));
     validate_manifests("demo-v1.32", &demo.replace("kubernetesVersion: v1.34.1", "kubernetesVersion: v1.32.2"));
@@ -167,15 +167,15 @@ fn kubeconfigs_parse(name: &str, spec: &str) {
 
 #[test]
 fn kubeconfigs_parse_with_kubectl_demo() {
-    kubeconfigs_parse("demo", &real::fixture("demo"));
+    kubeconfigs_parse("demo", &support::fixture("demo"));
 }
 
 #[test]
 fn kubeconfigs_parse_with_kubectl_rsa_v1_33() {
-    kubeconfigs_parse("rsa-v1.33", &real::fixture("rsa-v1.33"));
+    kubeconfigs_parse("rsa-v1.33", &support::fixture("rsa-v1.33"));
 }
 
 #[test]
 fn kubeconfigs_parse_with_kubectl_ipv6() {
-    kubeconfigs_parse("ipv6", &real::fixture("ipv6"));
+    kubeconfigs_parse("ipv6", &support::fixture("ipv6"));
 }

@@ -9,9 +9,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
+use kubeforge::ops::report::{Action, RunReport};
+use kubeforge::ops::{GenOptions, Options};
 
 fn git(dir: &Path, a: &[&str]) -> String {
     let out = support::run(
@@ -23,26 +22,9 @@ fn git(dir: &Path, a: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Every file below `dir` (not .git), with bytes and mode.
+/// Every file below `dir`, with bytes and mode.
 fn tree(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.file_name().is_some_and(|n| n == ".git") {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let m = fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
-                out.insert(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned(), (fs::read(&p).unwrap(), m));
-            }
-        }
-    }
-    out
+    support::Tree::of(dir).files_and_modes()
 }
 
 fn has_key_material(bytes: &[u8]) -> bool {
@@ -57,7 +39,7 @@ fn git_add_commits_exactly_the_public_half() {
     fs::create_dir_all(&repo).unwrap();
     git(&repo, &["init", "-q"]);
     let out = repo.join("out");
-    kubeforge::cli::run_gen(&args(&["--out", out.to_str().unwrap()])).unwrap();
+    support::apply(&Options::new(None, &out));
     git(&repo, &["add", "-A"]);
     let tracked = git(&repo, &["ls-files"]);
     let all = tree(&out);
@@ -77,6 +59,22 @@ fn git_add_commits_exactly_the_public_half() {
             assert!(!has_key_material(bytes), "{path} holds key material but git would commit it");
         }
     }
+
+    // A reviewer's fresh clone of the committed half plans without a single private key, and says so.
+    git(&repo, &["commit", "-qm", "cluster"]);
+    let clone = tmp.path().join("clone");
+    git(tmp.path(), &["clone", "-q", repo.to_str().unwrap(), clone.to_str().unwrap()]);
+    let cout = clone.join("out");
+    assert!(!cout.join("pki/ca.key").exists());
+    let plan = Options::new(None, &cout).load().and_then(|c| c.plan()).unwrap();
+    assert!(plan.public_only && !plan.has_changes() && plan.count(Action::Keep) == 20, "{plan}");
+    assert!(plan.to_string().contains("public files only: no private keys in OUT"), "{plan}");
+    let o = support::kubeforge(&["plan", "--out", cout.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{o:?}");
+    // And gen, which needs the keys, refuses without writing.
+    let before = tree(&cout);
+    assert!(support::try_apply(&Options::new(None, &cout)).unwrap_err().contains("ca.key"));
+    assert_eq!(before, tree(&cout));
 }
 
 struct Sealed {
@@ -103,10 +101,18 @@ impl Sealed {
         Sealed { _tmp: tmp, root, identity, spec }
     }
 
-    fn opts(&self, out: &Path, extra: &[&str]) -> Vec<String> {
-        let mut a = args(&["--spec", self.spec.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-        a.extend(args(extra));
-        a
+    /// Options for `out`, with this test's identity or none.
+    fn options(&self, out: &Path, identity: bool) -> Options {
+        Options { identity: identity.then(|| self.identity.clone()), ..Options::new(Some(&self.spec), out) }
+    }
+
+    fn generate(&self, out: &Path, identity: bool, materialize: Option<&str>) -> Result<RunReport, String> {
+        let g = GenOptions { dry_run: false, materialize: materialize.map(String::from) };
+        self.options(out, identity).load().and_then(|c| c.apply(&g)).map_err(|e| e.to_string())
+    }
+
+    fn plan(&self, out: &Path) -> RunReport {
+        self.options(out, false).load().and_then(|c| c.plan()).unwrap()
     }
 }
 
@@ -118,7 +124,7 @@ fn sealed_store_round_trip_through_git() {
     git(&repo, &["init", "-q"]);
     let out = repo.join("out");
     // The first run needs no identity: there is nothing to decrypt yet.
-    kubeforge::cli::run_gen(&s.opts(&out, &[])).unwrap();
+    s.generate(&out, false, None).unwrap();
     let first = tree(&out);
     for (path, (bytes, _)) in &first {
         assert!(!has_key_material(bytes), "{path}: no plain secret in a sealed OUT");
@@ -135,16 +141,18 @@ fn sealed_store_round_trip_through_git() {
     let clone = s.root.join("clone");
     git(&s.root, &["clone", "-q", repo.to_str().unwrap(), clone.to_str().unwrap()]);
     let cout = clone.join("out");
-    let summary = kubeforge::cli::run_gen(&s.opts(&cout, &["--identity", s.identity.to_str().unwrap()])).unwrap();
-    assert!(summary.contains("20 kept, 0 issued") && summary.contains("0 removed"), "{summary}");
+    let plan = s.plan(&cout);
+    assert!(plan.public_only && !plan.has_changes(), "a clone without the identity plans public-only:\n{plan}");
+    let summary = s.generate(&cout, true, None).unwrap();
+    assert_eq!(summary.count(Action::Keep), 20, "{summary}");
+    assert_eq!(summary.files.as_ref().unwrap().remove, Vec::<String>::new(), "{summary}");
     // Byte-identical, and the modes git does not keep (0600 manifests and configs) are restored.
     assert_eq!(first, tree(&cout), "the clone's rerun must reproduce the first tree exactly");
-    let again = kubeforge::cli::run_gen(&s.opts(&cout, &["--identity", s.identity.to_str().unwrap()])).unwrap();
-    assert!(again.contains("nothing to do"), "{again}");
+    let again = s.generate(&cout, true, None).unwrap();
+    assert!(!again.has_changes(), "{again}");
 
     // Materialize one node for deployment: its plain files appear (gitignored), nobody else's.
-    kubeforge::cli::run_gen(&s.opts(&cout, &["--identity", s.identity.to_str().unwrap(), "--materialize", "worker-1"]))
-        .unwrap();
+    s.generate(&cout, true, Some("worker-1")).unwrap();
     let m = tree(&cout);
     assert!(m.contains_key("nodes/worker-1/etc/kubernetes/kubelet.conf"));
     assert!(m.contains_key("nodes/worker-1/var/lib/kubelet/pki/kubelet.key"));
@@ -158,7 +166,7 @@ fn sealed_store_round_trip_through_git() {
         m["nodes/worker-1/var/lib/kubelet/pki/kubelet.key"].0
     );
     // And a run without --materialize takes them away again.
-    kubeforge::cli::run_gen(&s.opts(&cout, &["--identity", s.identity.to_str().unwrap()])).unwrap();
+    s.generate(&cout, true, None).unwrap();
     assert!(!cout.join("nodes/worker-1/etc/kubernetes/kubelet.conf").exists());
 }
 
@@ -166,40 +174,44 @@ fn sealed_store_round_trip_through_git() {
 fn plan_and_check_work_without_the_identity() {
     let s = Sealed::new("secrets-public");
     let out = s.root.join("out");
-    kubeforge::cli::run_gen(&s.opts(&out, &[])).unwrap();
+    s.generate(&out, false, None).unwrap();
     // SAFETY of the test: no identity anywhere in the environment.
     assert!(std::env::var_os(kubeforge::sealed::IDENTITY_ENV).is_none());
-    let (plan, todo) = kubeforge::cli::run_plan(&s.opts(&out, &[])).unwrap();
-    assert!(!todo, "{plan}");
-    assert!(plan.contains("public files only") && plan.contains("20 kept"), "{plan}");
+    let plan = s.plan(&out);
+    assert!(!plan.has_changes(), "{plan}");
+    assert!(plan.public_only && plan.files.is_none() && plan.count(Action::Keep) == 20, "{plan}");
+    assert!(plan.to_string().contains("public files only"), "{plan}");
     let text = fs::read_to_string(&s.spec).unwrap().replace("certSANs: []", "certSANs: [10.0.0.5]");
     fs::write(&s.spec, text).unwrap();
-    let (plan, todo) = kubeforge::cli::run_plan(&s.opts(&out, &[])).unwrap();
-    assert!(todo);
-    assert!(plan.contains("reissue  nodes/cp-1/apiserver — SAN added: IP:10.0.0.5"), "{plan}");
-    let (report, soon) = kubeforge::cli::run_check(&args(&["--out", out.to_str().unwrap()])).unwrap();
-    assert!(!soon && report.contains("all 23 certificates are valid"), "{report}");
+    let plan = s.plan(&out);
+    assert!(plan.has_changes());
+    assert_eq!(support::reissued(&plan), ["nodes/cp-1/apiserver — SAN added: IP:10.0.0.5"], "{plan}");
+    let o = support::kubeforge(&["check", "--out", out.to_str().unwrap()]);
+    assert!(o.code == 0 && o.text.contains("all 23 certificates are valid"), "{o:?}");
 }
 
 #[test]
 fn a_wrong_or_missing_identity_is_a_clear_error_and_writes_nothing() {
     let s = Sealed::new("secrets-wrong");
     let out = s.root.join("out");
-    kubeforge::cli::run_gen(&s.opts(&out, &[])).unwrap();
+    s.generate(&out, false, None).unwrap();
     let before = tree(&out);
-    let err = kubeforge::cli::run_gen(&s.opts(&out, &[])).unwrap_err().to_string();
+    let err = s.generate(&out, false, None).unwrap_err();
     assert!(err.contains("--identity") && err.contains(kubeforge::sealed::IDENTITY_ENV), "{err}");
     let other = s.root.join("other.txt");
     use age::secrecy::ExposeSecret;
     let other_secret = age::x25519::Identity::generate().to_string().expose_secret().to_string();
     fs::write(&other, format!("{other_secret}\n")).unwrap();
-    let err = kubeforge::cli::run_gen(&s.opts(&out, &["--identity", other.to_str().unwrap()])).unwrap_err().to_string();
+    let with = |id: &Path| {
+        let o = Options { identity: Some(id.to_path_buf()), ..s.options(&out, false) };
+        o.load().and_then(|c| c.apply(&GenOptions::default())).unwrap_err().to_string()
+    };
+    let err = with(&other);
     assert!(err.contains("cannot decrypt") && err.contains(".age"), "{err}");
     assert!(!err.contains(&other_secret), "an error never shows an identity");
     let garbage = s.root.join("garbage.txt");
     fs::write(&garbage, "not an identity\n").unwrap();
-    let err =
-        kubeforge::cli::run_gen(&s.opts(&out, &["--identity", garbage.to_str().unwrap()])).unwrap_err().to_string();
+    let err = with(&garbage);
     assert!(err.contains("no AGE-SECRET-KEY"), "{err}");
     assert_eq!(before, tree(&out), "a refused run writes nothing");
 }

@@ -8,24 +8,17 @@
 //!
 //! These tests say the output did not change; `tests/kubeadm_facts.rs` and the real-component tests say it is right.
 
-use std::path::Path;
+mod support;
 
 use base64::Engine;
 use kubeforge::output::{Kind, Tree};
-use kubeforge::pki::keys::KeySource;
 use sha2::{Digest, Sha256};
 
-const NOW: &str = "2026-01-01T00:00:00Z";
-const SEED: u64 = 42;
 const FIXTURES: [&str; 8] =
     ["demo", "rsa-v1.33", "ipv6", "ha-3cp", "ha-5cp", "external-etcd", "external-etcd-ca", "dual-stack"];
 
 fn generate(fixture: &str) -> Tree {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(format!("{fixture}.yaml"));
-    let cluster = kubeforge::spec::load(&path).unwrap();
-    let empty_store = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/does-not-exist");
-    let now = kubeforge::parse_instant(NOW).unwrap();
-    kubeforge::generate(&cluster, &empty_store, &KeySource::seeded(SEED), now).unwrap().tree
+    support::generate_fixture(fixture).tree
 }
 
 fn hex(b: &[u8]) -> String {
@@ -78,10 +71,10 @@ fn snapshot_fixture(fixture: &str) {
             cp.into_iter().chain(worker).collect()
         };
     for (path, e) in &tree.files {
-        if let Some(rest) = path.strip_prefix("nodes/") {
-            if !first_nodes.iter().any(|n| rest.starts_with(&format!("{n}/"))) {
-                continue;
-            }
+        if let Some(rest) = path.strip_prefix("nodes/")
+            && !first_nodes.iter().any(|n| rest.starts_with(&format!("{n}/")))
+        {
+            continue;
         }
         let text = std::str::from_utf8(&e.bytes).unwrap();
         let shown = match e.kind {

@@ -15,9 +15,9 @@ fn gen_error(spec: &str) -> String {
     let file = tmp.path().join("cluster.yaml");
     std::fs::write(&file, spec).unwrap();
     let out = tmp.path().join("out");
-    let args: Vec<String> =
-        ["--spec", file.to_str().unwrap(), "--out", out.to_str().unwrap()].iter().map(|s| s.to_string()).collect();
-    let err = kubeforge::cli::run_gen(&args).expect_err("a broken spec must be rejected").to_string();
+    let o = support::kubeforge(&["gen", "--spec", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.code, 1, "a broken spec must be rejected: {o:?}");
+    let err = o.text;
     assert!(!out.exists(), "nothing may be written for a broken spec, but {} exists", out.display());
     assert!(err.contains(file.to_str().unwrap()), "the message must name the file:\n{err}");
     err
@@ -139,7 +139,10 @@ fn every_problem_is_reported_at_once() {
 fn unreadable_or_malformed_files() {
     let err = gen_error("nodes: [");
     assert!(!err.is_empty());
-    let missing =
-        kubeforge::cli::run_gen(&["--spec".into(), "/nonexistent/cluster.yaml".into()]).unwrap_err().to_string();
-    assert_mentions(&missing, &["/nonexistent/cluster.yaml", "cannot read"]);
+    let tmp = support::temp_dir("spec-missing");
+    let out = tmp.path().join("out");
+    let missing = support::kubeforge(&["gen", "--spec", "/nonexistent/cluster.yaml", "--out", out.to_str().unwrap()]);
+    assert_eq!(missing.code, 1);
+    assert_mentions(&missing.text, &["/nonexistent/cluster.yaml", "cannot read"]);
+    assert!(!out.exists());
 }

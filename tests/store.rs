@@ -3,60 +3,43 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-fn run_gen(out: &Path, extra: &[&str]) -> Result<String, String> {
-    let mut args: Vec<String> = vec!["--out".into(), out.to_str().unwrap().into()];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    kubeforge::cli::run_gen(&args).map_err(|e| e.to_string())
-}
+use kubeforge::ops::Options;
+use kubeforge::ops::report::{Action, CaOrigin, RunReport};
+use support::Tree;
 
-/// Every file under `dir` with its bytes, mode and modification time.
-fn state(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32, i64, i64)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let m = fs::symlink_metadata(&p).unwrap();
-            if m.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, (fs::read(&p).unwrap(), m.permissions().mode() & 0o7777, m.mtime(), m.mtime_nsec()));
-            }
-        }
-    }
-    out
+/// The demo spec into `out`, seeded (`fixed`) or as a user runs it.
+fn run_gen(out: &Path, fixed: bool) -> Result<RunReport, String> {
+    let o = Options::new(None, out);
+    support::try_apply(&if fixed { Options { seed: Some(3), now: Some(support::now()), ..o } } else { o })
 }
-
-const FIXED: [&str; 4] = ["--seed", "3", "--now", "2026-01-01T00:00:00Z"];
 
 #[test]
 fn rerun_with_nothing_changed_touches_nothing() {
     let tmp = support::temp_dir("store-rerun");
     let out = tmp.path().join("out");
-    run_gen(&out, &FIXED).unwrap();
-    let before = state(&out);
-    let summary = run_gen(&out, &FIXED).unwrap();
-    assert!(summary.contains("nothing to do"), "{summary}");
-    assert!(summary.contains("ca (kept)") && summary.contains("service-account key: kept"), "{summary}");
-    assert_eq!(before, state(&out), "a rerun with the same spec, keys and clock must not touch any file");
+    run_gen(&out, true).unwrap();
+    let before = Tree::of(&out);
+    let summary = run_gen(&out, true).unwrap();
+    assert!(!summary.has_changes(), "{summary}");
+    assert!(summary.cas.iter().all(|c| c.origin == CaOrigin::Kept), "{summary}");
+    assert_eq!(summary.service_account_key, Some("kept"));
+    assert_eq!(before.touched(&Tree::of(&out)), Vec::<String>::new(), "a rerun must not touch any file");
 }
 
 #[test]
 fn later_runs_with_os_keys_keep_everything_that_still_matches() {
     let tmp = support::temp_dir("store-keep");
     let out = tmp.path().join("out");
-    run_gen(&out, &FIXED).unwrap();
-    let before = state(&out);
+    run_gen(&out, true).unwrap();
+    let before = Tree::of(&out).files();
     // A real run: operating-system keys and the real clock.
-    let summary = run_gen(&out, &[]).unwrap();
-    assert!(summary.contains("ca (kept), etcd-ca (kept), front-proxy-ca (kept)"), "{summary}");
-    let after = state(&out);
+    let summary = run_gen(&out, false).unwrap();
+    assert!(summary.to_string().contains("ca (kept), etcd-ca (kept), front-proxy-ca (kept)"), "{summary}");
+    let after = Tree::of(&out).files();
     for f in [
         "pki/ca.crt",
         "pki/ca.key",
@@ -69,25 +52,25 @@ fn later_runs_with_os_keys_keep_everything_that_still_matches() {
         "nodes/cp-1/etc/kubernetes/pki/ca.crt",
         "nodes/worker-1/etc/kubernetes/pki/ca.crt",
     ] {
-        assert_eq!(before[f].0, after[f].0, "{f} must be kept");
+        assert_eq!(before[f], after[f], "{f} must be kept");
     }
     // The leaves still match the spec, so they are kept too: a real rerun changes nothing at all.
     assert_eq!(before, after);
-    assert!(summary.contains("20 kept, 0 issued"), "{summary}");
+    assert_eq!(summary.count(Action::Keep), 20, "{summary}");
 }
 
 /// Runs `gen` on an OUT whose store was damaged by `damage`; expects an error containing `expect` and no change.
 fn refuses(name: &str, damage: impl FnOnce(&Path), expect: &[&str]) {
     let tmp = support::temp_dir(name);
     let out = tmp.path().join("out");
-    run_gen(&out, &FIXED).unwrap();
+    run_gen(&out, true).unwrap();
     damage(&out.join("pki"));
-    let before = state(&out);
-    let err = run_gen(&out, &[]).expect_err("a damaged CA must stop the run");
+    let before = Tree::of(&out);
+    let err = run_gen(&out, false).expect_err("a damaged CA must stop the run");
     for e in expect {
         assert!(err.contains(e), "expected {e:?} in:\n{err}");
     }
-    assert_eq!(before, state(&out), "a refused run must not change any file");
+    assert_eq!(before.touched(&Tree::of(&out)), Vec::<String>::new(), "a refused run must not change any file");
 }
 
 #[test]
@@ -150,9 +133,9 @@ fn an_expired_ca_is_refused() {
         .replace("certificateValidity: 8760h", "certificateValidity: 1h\n  renewBefore: 10m");
     fs::write(&spec, text).unwrap();
     let out = tmp.path().join("out");
-    let spec = spec.to_str().unwrap();
-    run_gen(&out, &["--spec", spec, "--seed", "1", "--now", "2026-01-01T00:00:00Z"]).unwrap();
-    let err = run_gen(&out, &["--spec", spec, "--now", "2026-01-01T03:00:00Z"]).unwrap_err();
+    let o = Options::new(Some(&spec), &out);
+    support::apply(&Options { seed: Some(1), now: Some(support::now()), ..o.clone() });
+    let err = support::try_apply(&Options { now: kubeforge::parse_instant("2026-01-01T03:00:00Z"), ..o }).unwrap_err();
     assert!(err.contains("expired at"), "{err}");
 }
 
@@ -160,8 +143,9 @@ fn an_expired_ca_is_refused() {
 fn modes_are_exact() {
     let tmp = support::temp_dir("store-modes");
     let out = tmp.path().join("out");
-    run_gen(&out, &FIXED).unwrap();
-    for (path, (_, mode, ..)) in state(&out) {
+    run_gen(&out, true).unwrap();
+    for (path, node) in Tree::of(&out).0.iter().filter(|(_, n)| n.bytes.is_some()) {
+        let mode = node.mode;
         let want = if path.ends_with(".crt")
             || path == "PKI.md"
             || path == "index.json"

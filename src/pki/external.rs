@@ -2,14 +2,13 @@
 //! kubeadm's "external CA mode"). kubeforge writes each such leaf's key and a certificate signing request, the
 //! operator's CA signs them, and kubeforge takes the results back only after checking them like its own.
 
-use std::path::Path;
-
 use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyUsagePurpose, SanType};
 use time::OffsetDateTime;
 
 use super::inspect::CertInfo;
 use super::keys::{Key, KeySource};
 use super::plan::CertRequest;
+use super::store::Store;
 use crate::Error;
 use crate::spec::Cluster;
 
@@ -40,7 +39,7 @@ pub fn keyless_cas(cluster: &Cluster, requests: &[CertRequest]) -> Vec<(String, 
 pub fn signing_requests(
     cluster: &Cluster,
     requests: &[CertRequest],
-    store: &Path,
+    store: &Store,
     keys: &KeySource,
     now: OffsetDateTime,
 ) -> Result<Vec<SigningRequest>, Error> {
@@ -48,13 +47,19 @@ pub fn signing_requests(
     let mut out = Vec::new();
     for req in requests.iter().filter(|r| !r.profile.usage.is_ca()) {
         let Some((_, ca)) = cas.iter().find(|(id, _)| Some(id) == req.signer.as_ref()) else { continue };
-        let key_path = store.join(format!("{}.key", req.id));
-        let crt_path = store.join(format!("{}.crt", req.id));
-        let existing_key = std::fs::read_to_string(&key_path).ok().and_then(|p| Key::from_pem(&p).ok());
-        if let (Some(k), Ok(pem)) = (&existing_key, std::fs::read_to_string(&crt_path)) {
-            if check_signed(cluster, req, &pem, k, ca, now).is_empty() {
-                continue; // already signed and still right
-            }
+        let (key_rel, crt_rel) = (crate::layout::store_key(&req.id), crate::layout::store_crt(&req.id));
+        let existing_key = if store.exists(&key_rel) {
+            Some(Key::from_pem(&store.read_private(&key_rel)?).map_err(|e| {
+                Error::new(format!("{}: {e}; remove it to have a new key and CSR made", store.show(&key_rel)))
+            })?)
+        } else {
+            None
+        };
+        let existing_crt = if store.exists(&crt_rel) { Some(store.read(&crt_rel)?) } else { None };
+        if let (Some(k), Some(pem)) = (&existing_key, existing_crt)
+            && check_signed(cluster, req, &pem, k, ca, now).is_empty()
+        {
+            continue; // already signed and still right
         }
         let key = match existing_key {
             Some(k) if k.algorithm() == cluster.key_algorithm => k,
@@ -108,7 +113,7 @@ pub fn check_signed(
         why.push("it is not for the key kubeforge made for it (the CSR's key)".to_string());
     }
     if info.not_before > now {
-        why.push(format!("it is not valid yet (not before {})", crate::index::rfc3339(info.not_before)));
+        why.push(format!("it is not valid yet (not before {})", crate::times::rfc3339(info.not_before)));
     }
     why.extend(super::differences(cluster, req, &info, ca, now));
     why

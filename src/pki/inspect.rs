@@ -54,6 +54,45 @@ impl CertInfo {
     }
 
     pub fn from_der(der: &[u8]) -> Result<CertInfo, String> {
+        Self::parse(der)
+    }
+}
+
+/// A chain of PEM certificates (a CA's parents): one or more `CERTIFICATE` blocks and nothing else: no private key,
+/// no other PEM block, no text between blocks. Messages never quote the content.
+pub fn parse_chain(pem: &str) -> Result<Vec<CertInfo>, String> {
+    if crate::input::looks_secret(pem) {
+        return Err("holds a private key; a chain holds only the certificates of the CAs above".into());
+    }
+    let mut rest = pem.as_bytes();
+    let mut out = Vec::new();
+    loop {
+        let trimmed = rest.iter().position(|b| !b.is_ascii_whitespace()).map_or(&[][..], |i| &rest[i..]);
+        if trimmed.is_empty() {
+            break;
+        }
+        if !trimmed.starts_with(b"-----BEGIN ") {
+            return Err(format!(
+                "certificate {} is preceded by text that is not PEM; a chain holds PEM certificates and nothing else",
+                out.len() + 1
+            ));
+        }
+        let (next, block) =
+            parse_x509_pem(trimmed).map_err(|_| format!("certificate {} is not a valid PEM block", out.len() + 1))?;
+        if block.label != "CERTIFICATE" {
+            return Err(format!("block {} is a {:?}, not a CERTIFICATE", out.len() + 1, block.label));
+        }
+        out.push(CertInfo::parse(&block.contents).map_err(|e| format!("certificate {}: {e}", out.len() + 1))?);
+        rest = next;
+    }
+    if out.is_empty() {
+        return Err("holds no PEM certificate".into());
+    }
+    Ok(out)
+}
+
+impl CertInfo {
+    fn parse(der: &[u8]) -> Result<CertInfo, String> {
         let (rest, c) = parse_x509_certificate(der).map_err(|e| format!("not a valid X.509 certificate ({e})"))?;
         if !rest.is_empty() {
             return Err("trailing bytes after the certificate".into());

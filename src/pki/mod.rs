@@ -8,7 +8,7 @@ pub mod profile;
 pub mod store;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::sync::Arc;
 
 use rcgen::string::PrintableString;
 use rcgen::{
@@ -56,7 +56,8 @@ impl Policy {
 pub struct Material {
     pub request: CertRequest,
     pub cert_pem: String,
-    pub cert_der: Vec<u8>,
+    /// The certificate read back, once: what the inventory, the index and later checks say of it.
+    pub info: Arc<inspect::CertInfo>,
     /// `None` only for a CA given without its key (`pki.cas.<name>.cert` alone: external CA mode).
     pub key_pem: Option<String>,
     /// For a CA given with `pki.cas.<name>.chain`: its parents, appended to the CA data of kubeconfigs.
@@ -73,12 +74,21 @@ pub struct ServiceAccountKey {
     pub origin: Origin,
 }
 
-/// Everything the PKI stage produced, by store id.
+/// An encryption-at-rest key (`security.encryptionAtRest`): a 32-byte secret, base64.
+pub struct EncryptionKey {
+    pub name: String,
+    pub secret: String,
+    pub origin: Origin,
+}
+
+/// Everything the PKI stage produced, by store id: every secret of the cluster and the certificates.
 pub struct Pki {
     pub certs: BTreeMap<String, Material>,
     pub sa: ServiceAccountKey,
     /// The external etcd's CA certificate (`etcd.external.clientCA`), installed on control-plane nodes.
-    pub external_etcd_ca: Option<String>,
+    pub external_etcd_ca: Option<(String, Arc<inspect::CertInfo>)>,
+    /// Encryption-at-rest keys, in the spec's order.
+    pub encryption: Vec<EncryptionKey>,
 }
 
 impl Pki {
@@ -87,11 +97,12 @@ impl Pki {
     }
 }
 
-/// Loads the CAs and the service-account key from `store` (usually `OUT/pki`) where they exist, creates them where
-/// they do not, and issues every leaf of `requests`.
+/// Loads the CAs, the service-account key and the encryption-at-rest keys from `store` (usually `OUT/pki`) where
+/// they exist, creates them where they do not, and issues every leaf of `requests`.
 ///
 /// A CA in the store is never replaced: if its certificate or key is missing, unreadable, does not match, names
-/// another subject, or has expired, this fails and says what to do.
+/// another subject, or has expired, this fails and says what to do. A CA is never created while leaves it signed
+/// are still in the store (it was deleted), nor by a renewal.
 pub fn build(
     cluster: &Cluster,
     requests: &[CertRequest],
@@ -103,38 +114,36 @@ pub fn build(
     let now = now.replace_nanosecond(0).expect("0 is a valid nanosecond");
     let mut certs = BTreeMap::new();
     let mut issuers: BTreeMap<String, Issuer<'static, Key>> = BTreeMap::new();
-    let mut ca_infos: BTreeMap<String, inspect::CertInfo> = BTreeMap::new();
+    let mut ca_infos: BTreeMap<String, Arc<inspect::CertInfo>> = BTreeMap::new();
 
     for req in requests.iter().filter(|r| r.profile.usage.is_ca()) {
         if let Some(given) = cluster.provided_cas.get(req.profile.name) {
             let (material, key) = provided_ca(req, given, store, now)?;
-            let info =
-                inspect::CertInfo::from_der(&material.cert_der).map_err(|e| Error::new(format!("{}: {e}", req.id)))?;
             if let Some(key) = key {
-                let key_id = info.ski.clone().unwrap_or_else(|| key.key_id());
-                issuers.insert(req.id.clone(), issuer(&info, key, key_id));
+                let key_id = material.info.ski.clone().unwrap_or_else(|| key.key_id());
+                issuers.insert(req.id.clone(), issuer(&material.info, key, key_id));
             }
-            ca_infos.insert(req.id.clone(), info);
+            ca_infos.insert(req.id.clone(), material.info.clone());
             certs.insert(req.id.clone(), material);
             continue;
         }
         let (material, key, key_id) = match load_ca(req, store, now)? {
             Some(found) => found,
             None => {
+                refuse_new_ca(req, requests, store, policy)?;
                 let key = keys.generate(cluster.key_algorithm, &req.id);
                 let m = sign(req, &key, None, keys, now)?;
                 let id = key.key_id();
                 (m, key, id)
             }
         };
-        let info =
-            inspect::CertInfo::from_der(&material.cert_der).map_err(|e| Error::new(format!("{}: {e}", req.id)))?;
-        issuers.insert(req.id.clone(), issuer(&info, key, key_id));
-        ca_infos.insert(req.id.clone(), info);
+        issuers.insert(req.id.clone(), issuer(&material.info, key, key_id));
+        ca_infos.insert(req.id.clone(), material.info.clone());
         certs.insert(req.id.clone(), material);
     }
 
     let sa = service_account(cluster.key_algorithm, store, keys)?;
+    let encryption = encryption_keys(cluster, store, keys)?;
 
     let mut external_etcd_ca = None;
     if let Etcd::External(ExternalEtcd { client_ca: Some((cert_pem, key_pem)), .. }) = &cluster.etcd {
@@ -151,9 +160,10 @@ pub fn build(
             return Err(bad(format!("the CA {:?} expired at {}", info.subject, info.not_after)));
         }
         let key_id = info.ski.clone().unwrap_or_else(|| key.key_id());
-        issuers.insert(plan::EXTERNAL_ETCD_CA.to_string(), issuer(&info.clone(), key, key_id));
-        ca_infos.insert(plan::EXTERNAL_ETCD_CA.to_string(), info);
-        external_etcd_ca = Some(cert_pem.clone());
+        let info = Arc::new(info);
+        issuers.insert(plan::EXTERNAL_ETCD_CA.to_string(), issuer(&info, key, key_id));
+        ca_infos.insert(plan::EXTERNAL_ETCD_CA.to_string(), info.clone());
+        external_etcd_ca = Some((cert_pem.clone(), info));
     }
 
     let leaves: Vec<&CertRequest> = requests.iter().filter(|r| !r.profile.usage.is_ca()).collect();
@@ -204,7 +214,43 @@ pub fn build(
             unsigned.join(", ")
         )));
     }
-    Ok(Pki { certs, sa, external_etcd_ca })
+    Ok(Pki { certs, sa, external_etcd_ca, encryption })
+}
+
+/// A CA is created only for a new PKI: never by a renewal, and never while the store still holds leaves that a
+/// CA of that name signed (the CA's files were deleted: recreating it would orphan every one of them).
+fn refuse_new_ca(req: &CertRequest, requests: &[CertRequest], store: &Store, policy: &Policy) -> Result<(), Error> {
+    let fresh = format!(
+        "to start a new PKI on purpose, move {} away and run again (every certificate, kubeconfig and node bundle \
+         will change)",
+        store.dir.display()
+    );
+    let signed: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.signer.as_deref() == Some(req.id.as_str()) && store.exists(&crate::layout::store_crt(&r.id)))
+        .map(|r| r.id.as_str())
+        .collect();
+    if let Some(first) = signed.first() {
+        return Err(Error::new(format!(
+            "CA {id}: {crt} and {key} are gone, but {n} certificate{s} it signed {are} still in the store (e.g. {first}): \
+             the CA was deleted. kubeforge never replaces a CA silently: restore both files from a backup, or {fresh}.",
+            id = req.id,
+            crt = store.show(&crate::layout::store_crt(&req.id)),
+            key = store.show(&crate::layout::store_key(&req.id)),
+            n = signed.len(),
+            s = if signed.len() == 1 { "" } else { "s" },
+            are = if signed.len() == 1 { "is" } else { "are" },
+        )));
+    }
+    if !policy.renew.is_empty() {
+        return Err(Error::new(format!(
+            "CA {}: not in {}. `renew` renews leaves of an existing PKI and never creates a CA: run `cargo xtask gen` \
+             first.",
+            req.id,
+            store.dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// An rcgen issuer described by what the CA certificate says: its subject, attribute by attribute with the same
@@ -297,7 +343,7 @@ fn leaf(
         if reasons.is_empty() {
             return Ok(Material {
                 request: req.clone(),
-                cert_der: info.der,
+                info: Arc::new(info),
                 cert_pem,
                 key_pem: Some(key_pem),
                 chain_pem: None,
@@ -323,8 +369,9 @@ fn leaf(
     Ok(m)
 }
 
-/// A CA from `pki.cas`: checked (a CA, key matches, not expired) and compared with the store, which must hold
-/// the same certificate or none: a provided CA never silently replaces another.
+/// A CA from `pki.cas`: checked (a CA, key matches, not expired, a chain of CA certificates and nothing else) and
+/// compared with the store, which must hold the same certificate or none: a provided CA never silently replaces
+/// another.
 fn provided_ca(
     req: &CertRequest,
     given: &crate::spec::ProvidedCa,
@@ -337,7 +384,7 @@ fn provided_ca(
         return Err(Error::new(format!("{at}: {:?} is not a CA certificate", info.subject)));
     }
     if info.not_after <= now {
-        return Err(Error::new(format!("{at}: the CA expired at {}", crate::index::rfc3339(info.not_after))));
+        return Err(Error::new(format!("{at}: the CA expired at {}", crate::times::rfc3339(info.not_after))));
     }
     let key = match &given.key_pem {
         None => None,
@@ -349,21 +396,41 @@ fn provided_ca(
             Some(key)
         }
     };
-    let stored = store.path(&format!("{}.crt", req.id));
-    if let Ok(pem) = std::fs::read_to_string(&stored) {
-        let same = inspect::CertInfo::from_pem(&pem).is_ok_and(|s| s.der == info.der);
+    if let Some(chain) = &given.chain_pem {
+        let at = format!("pki.cas.{}.chain", req.profile.name);
+        let parents = inspect::parse_chain(chain).map_err(|e| Error::new(format!("{at}: {e}")))?;
+        if let Some(p) = parents.iter().find(|p| !p.is_ca) {
+            return Err(Error::new(format!(
+                "{at}: {:?} is not a CA certificate; the chain holds the CAs above {} (intermediates up to the root)",
+                p.subject, info.subject
+            )));
+        }
+        if parents.first().is_some_and(|p| p.subject != info.issuer) {
+            return Err(Error::new(format!(
+                "{at}: starts with {:?}, but {} was issued by {:?}; list the chain from the CA's issuer up to the root",
+                parents[0].subject, info.subject, info.issuer
+            )));
+        }
+    }
+    let stored = crate::layout::store_crt(&req.id);
+    if store.exists(&stored) {
+        let same = store
+            .read(&stored)
+            .ok()
+            .and_then(|pem| inspect::CertInfo::from_pem(&pem).ok())
+            .is_some_and(|s| s.der == info.der);
         if !same {
             return Err(Error::new(format!(
                 "{at}: {} holds another CA. kubeforge never replaces a CA silently: to switch CAs on purpose, \
                  move {} away and run again (every certificate will be reissued).",
-                stored.display(),
+                store.show(&stored),
                 store.dir.display()
             )));
         }
     }
     let material = Material {
         request: req.clone(),
-        cert_der: info.der.clone(),
+        info: Arc::new(info),
         cert_pem: given.cert_pem.clone(),
         key_pem: given.key_pem.clone(),
         chain_pem: given.chain_pem.clone(),
@@ -395,27 +462,18 @@ fn differences_given(
     signed: Option<bool>,
 ) -> Vec<String> {
     let mut why = Vec::new();
-    let subject = match &req.o {
-        Some(o) => format!("O = {o}, CN = {}", req.cn),
-        None => format!("CN = {}", req.cn),
-    };
+    let subject = req.subject();
     if info.subject != subject {
         why.push(format!("subject {:?} -> {subject:?}", info.subject));
     }
-    let want: Vec<String> =
-        req.dns.iter().map(|d| format!("DNS:{d}")).chain(req.ips.iter().map(|i| format!("IP:{i}"))).collect();
+    let want = req.sans();
     for s in want.iter().filter(|s| !info.sans.contains(s)) {
         why.push(format!("SAN added: {s}"));
     }
     for s in info.sans.iter().filter(|s| !want.contains(s)) {
         why.push(format!("SAN removed: {s}"));
     }
-    let usage = req.profile.usage;
-    let want_eku: Vec<&str> = [(usage.server(), "serverAuth"), (usage.client(), "clientAuth")]
-        .iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, n)| *n)
-        .collect();
+    let want_eku = req.ext_key_usage();
     if info.ext_key_usage != want_eku || info.is_ca || info.key_usage != ["digitalSignature", "keyEncipherment"] {
         why.push(format!("usages {:?} -> {:?}", info.ext_key_usage, want_eku));
     }
@@ -432,7 +490,7 @@ fn differences_given(
     if info.not_after - now <= Duration::seconds(cluster.renew_before) {
         why.push(format!(
             "expires {} (within pki.renewBefore, {}h)",
-            crate::index::rfc3339(info.not_after),
+            crate::times::rfc3339(info.not_after),
             cluster.renew_before / 3600
         ));
     }
@@ -514,10 +572,12 @@ fn sign(
         Some(i) => p.signed_by(key, i),
     }
     .map_err(|e| Error::new(format!("{}: cannot issue the certificate: {e}", req.id)))?;
+    let info = inspect::CertInfo::from_der(cert.der())
+        .map_err(|e| Error::new(format!("{}: the issued certificate does not read back: {e}", req.id)))?;
     Ok(Material {
         request: req.clone(),
         cert_pem: cert.pem(),
-        cert_der: cert.der().to_vec(),
+        info: Arc::new(info),
         key_pem: Some(key.to_pem()),
         chain_pem: None,
         origin: Origin::Issued,
@@ -555,7 +615,7 @@ fn load_ca(req: &CertRequest, store: &Store, now: OffsetDateTime) -> Result<Opti
     let (cert_pem, key_pem) = (store.read(&crt)?, store.read_private(&key_rel)?);
     let bad = |why: String| Error::new(format!("CA {} in {crt_path}: {why}. {keep}; {fresh}.", req.id));
     let key = Key::from_pem(&key_pem).map_err(|e| Error::new(format!("{key_path}: {e}")))?;
-    let info = inspect::CertInfo::from_pem(&cert_pem).map_err(|e| bad(e))?;
+    let info = inspect::CertInfo::from_pem(&cert_pem).map_err(&bad)?;
     if !info.is_ca {
         return Err(bad("it is not a CA certificate".into()));
     }
@@ -572,7 +632,7 @@ fn load_ca(req: &CertRequest, store: &Store, now: OffsetDateTime) -> Result<Opti
     Ok(Some((
         Material {
             request: req.clone(),
-            cert_der: info.der.clone(),
+            info: Arc::new(info),
             cert_pem,
             key_pem: Some(key_pem),
             chain_pem: None,
@@ -584,36 +644,121 @@ fn load_ca(req: &CertRequest, store: &Store, now: OffsetDateTime) -> Result<Opti
     )))
 }
 
-/// Reads a private key from the store, refusing one that group or others can read: a key that was exposed is
-/// not silently used (and kubeforge always writes 0600, so someone changed it).
-pub fn read_private(path: &Path) -> Result<String, Error> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(Error::new(format!(
-            "{} has mode {mode:04o}: a private key must not be readable by group or others. If it may have been \
-             exposed, remove it and renew what it belongs to; otherwise `chmod 600 {}` and run again.",
-            path.display(),
-            path.display()
-        )));
-    }
-    std::fs::read_to_string(path).map_err(|e| Error::new(format!("{}: {e}", path.display())))
-}
-
 fn service_account(alg: KeyAlgorithm, store: &Store, keys: &KeySource) -> Result<ServiceAccountKey, Error> {
-    if store.exists("sa.key") {
+    let rel = crate::layout::STORE_SA_KEY;
+    if store.exists(rel) {
         // kubeadm reuses an existing sa.key (kubeadm-facts §1.7); changing it would invalidate every
         // service-account token in the cluster.
-        let key_pem = store.read_private("sa.key")?;
+        let key_pem = store.read_private(rel)?;
         let key = Key::from_pem(&key_pem).map_err(|e| {
             Error::new(format!(
                 "{} exists but cannot be loaded ({e}); restore it or remove it on purpose",
-                store.show("sa.key")
+                store.show(rel)
             ))
         })?;
         return Ok(ServiceAccountKey { pub_pem: key.public_key_pem(), key_pem, origin: Origin::Kept });
     }
     let key = keys.generate(alg, "sa");
     Ok(ServiceAccountKey { key_pem: key.to_pem(), pub_pem: key.public_key_pem(), origin: Origin::Issued })
+}
+
+/// The encryption-at-rest keys the spec lists: each kept from the store, or drawn from the key source the first
+/// time its name appears.
+fn encryption_keys(cluster: &Cluster, store: &Store, keys: &KeySource) -> Result<Vec<EncryptionKey>, Error> {
+    use base64::Engine;
+    let crate::security::Encryption::Keys { names, .. } = &cluster.security.encryption else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for name in names {
+        let rel = crate::layout::store_encryption_key(name);
+        if store.exists(&rel) {
+            let secret = store.read_private(&rel)?.trim().to_string();
+            let ok = base64::engine::general_purpose::STANDARD.decode(&secret).is_ok_and(|b| b.len() == 32);
+            if !ok {
+                return Err(Error::new(format!(
+                    "{}: not a base64 32-byte key; restore it (Secrets encrypted with it are unreadable without it)",
+                    store.show(&rel)
+                )));
+            }
+            out.push(EncryptionKey { name: name.clone(), secret, origin: Origin::Kept });
+            continue;
+        }
+        let mut bytes = [0u8; 32];
+        rand_core::Rng::fill_bytes(&mut keys.rng(&format!("encryption\0{name}")), &mut bytes);
+        let secret = base64::engine::general_purpose::STANDARD.encode(bytes);
+        out.push(EncryptionKey { name: name.clone(), secret, origin: Origin::Issued });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// The demo cluster's PKI, issued from an empty store with a seeded key source.
+    fn demo() -> (Cluster, Vec<CertRequest>, Pki, OffsetDateTime) {
+        let c = crate::spec::parse(Path::new("t.yaml"), crate::DEMO_SPEC).unwrap();
+        let requests = plan::requests(&c);
+        let now = crate::times::parse_instant("2026-01-01T00:00:00Z").unwrap();
+        let store = Store::plain(Path::new("/nonexistent/kubeforge-test-store"));
+        let pki = build(&c, &requests, &store, &KeySource::seeded(1), now, &Policy::default()).unwrap();
+        (c, requests, pki, now)
+    }
+
+    #[test]
+    fn a_certificate_that_is_what_the_request_asks_has_no_differences() {
+        let (c, requests, pki, now) = demo();
+        for r in requests.iter().filter(|r| !r.profile.usage.is_ca()) {
+            let ca = &pki.get(r.signer.as_deref().unwrap()).info;
+            assert_eq!(differences(&c, r, &pki.get(&r.id).info, ca, now), Vec::<String>::new(), "{}", r.id);
+        }
+    }
+
+    #[test]
+    fn every_kind_of_difference_is_a_reason() {
+        let (c, requests, pki, now) = demo();
+        let req = requests.iter().find(|r| r.id == "nodes/cp-1/apiserver").unwrap();
+        let info = &pki.get(&req.id).info;
+        let ca = &pki.get("ca").info;
+        let why = |c: &Cluster, r: &CertRequest, ca: &inspect::CertInfo, now| differences(c, r, info, ca, now);
+
+        let mut r = req.clone();
+        r.ips.push("10.0.0.5".parse().unwrap());
+        r.dns.retain(|d| d != "kubernetes");
+        assert_eq!(why(&c, &r, ca, now), ["SAN added: IP:10.0.0.5", "SAN removed: DNS:kubernetes"]);
+
+        let mut r = req.clone();
+        r.o = Some("system:masters".into());
+        assert_eq!(
+            why(&c, &r, ca, now),
+            ["subject \"CN = kube-apiserver\" -> \"O = system:masters, CN = kube-apiserver\""]
+        );
+
+        let mut r = req.clone();
+        r.profile = crate::pki::profile::ProfileId::EtcdServer.profile();
+        assert_eq!(why(&c, &r, ca, now), ["usages [\"serverAuth\"] -> [\"serverAuth\", \"clientAuth\"]"]);
+
+        let other_ca = &pki.get("front-proxy-ca").info;
+        assert_eq!(why(&c, req, other_ca, now), ["signer: not signed by the current ca (CN = front-proxy-ca)"]);
+
+        let mut p384 = c.clone();
+        p384.key_algorithm = KeyAlgorithm::EcdsaP384;
+        assert_eq!(why(&p384, req, ca, now), ["key algorithm ECDSA-P256 -> ECDSA-P384"]);
+
+        // 8760h validity, 720h window: due exactly 30 days before NotAfter, not a second earlier.
+        let edge = crate::times::parse_instant("2026-12-02T00:00:00Z").unwrap();
+        assert_eq!(why(&c, req, ca, edge), ["expires 2027-01-01T00:00:00Z (within pki.renewBefore, 720h)"]);
+        assert_eq!(why(&c, req, ca, edge - Duration::seconds(1)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn renew_never_creates_a_ca() {
+        let c = crate::spec::parse(Path::new("t.yaml"), crate::DEMO_SPEC).unwrap();
+        let requests = plan::requests(&c);
+        let now = crate::times::parse_instant("2026-01-01T00:00:00Z").unwrap();
+        let store = Store::plain(Path::new("/nonexistent/kubeforge-test-store"));
+        let policy = Policy { renew: vec!["all".into()], keep_keys: false };
+        let e = build(&c, &requests, &store, &KeySource::seeded(1), now, &policy).err().unwrap().to_string();
+        assert!(e.contains("never creates a CA"), "{e}");
+    }
 }

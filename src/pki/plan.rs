@@ -27,6 +27,27 @@ pub struct CertRequest {
     pub validity: i64,
 }
 
+impl CertRequest {
+    /// The subject as openssl prints it, O before CN as Go writes it: `O = system:nodes, CN = system:node:cp-1`.
+    pub fn subject(&self) -> String {
+        match &self.o {
+            Some(o) => format!("O = {o}, CN = {}", self.cn),
+            None => format!("CN = {}", self.cn),
+        }
+    }
+
+    /// The SANs as `DNS:name` then `IP:address`, in certificate order.
+    pub fn sans(&self) -> Vec<String> {
+        self.dns.iter().map(|d| format!("DNS:{d}")).chain(self.ips.iter().map(|i| format!("IP:{i}"))).collect()
+    }
+
+    /// The extended key usages, as the inspector names them.
+    pub fn ext_key_usage(&self) -> Vec<&'static str> {
+        let u = self.profile.usage;
+        [(u.server(), "serverAuth"), (u.client(), "clientAuth")].iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect()
+    }
+}
+
 /// The store id of a profile for a node (`None` for cluster scope).
 pub fn store_id(profile: &Profile, node: Option<&str>) -> String {
     match node {
@@ -139,5 +160,66 @@ fn push_sans(sans: &[Host], dns: &mut Vec<String>, ips: &mut Vec<IpAddr>) {
             Host::Ip(ip) => ips.push(*ip),
             Host::Dns(d) => dns.push(d.clone()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn cluster(extra: &str) -> Cluster {
+        let text = crate::DEMO_SPEC.replace("nodes:\n", &format!("{extra}nodes:\n"));
+        crate::spec::parse(Path::new("t.yaml"), &text).unwrap()
+    }
+
+    #[test]
+    fn one_request_per_scope_and_node() {
+        let c = cluster("");
+        let r = requests(&c);
+        let ids: Vec<&str> = r.iter().map(|r| r.id.as_str()).collect();
+        // CAs first, then the table's order; control-plane profiles on cp-1 only, node profiles on every node.
+        assert_eq!(&ids[..4], ["ca", "front-proxy-ca", "etcd-ca", "nodes/cp-1/apiserver"]);
+        assert_eq!(r.len(), 23);
+        assert_eq!(ids.iter().filter(|i| i.ends_with("/kubelet-client")).count(), 3);
+        assert_eq!(ids.iter().filter(|i| i.ends_with("/apiserver")).count(), 1);
+        let etcd = r.iter().find(|r| r.id == "nodes/cp-1/etcd-peer").unwrap();
+        assert_eq!(etcd.signer.as_deref(), Some("etcd-ca"));
+        assert_eq!(etcd.cn, "cp-1");
+        let kubelet = r.iter().find(|r| r.id == "nodes/worker-2/kubelet-client").unwrap();
+        assert_eq!(kubelet.subject(), "O = system:nodes, CN = system:node:worker-2");
+        assert_eq!(kubelet.ext_key_usage(), ["clientAuth"]);
+    }
+
+    #[test]
+    fn san_rules_sort_dns_and_keep_ip_order() {
+        let text = crate::DEMO_SPEC.replace("certSANs: []", "certSANs: [zz.example.com, 10.9.9.9, 10.0.0.11]");
+        let c = crate::spec::parse(Path::new("t.yaml"), &text).unwrap();
+        let r = requests(&c);
+        let api = r.iter().find(|r| r.id == "nodes/cp-1/apiserver").unwrap();
+        assert_eq!(
+            api.dns,
+            [
+                "cp-1",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+                "zz.example.com"
+            ]
+        );
+        // Service VIP, the advertise address, then certSANs in order, duplicates dropped.
+        assert_eq!(api.ips.iter().map(|i| i.to_string()).collect::<Vec<_>>(), ["10.96.0.1", "10.0.0.11", "10.9.9.9"]);
+        let etcd = r.iter().find(|r| r.id == "nodes/cp-1/etcd-server").unwrap();
+        assert_eq!(etcd.sans(), ["DNS:cp-1", "DNS:localhost", "IP:10.0.0.11", "IP:127.0.0.1", "IP:::1"]);
+        let ca = r.iter().find(|r| r.id == "ca").unwrap();
+        assert_eq!((ca.dns.as_slice(), ca.signer.as_deref()), (&["kubernetes".to_string()][..], None));
+    }
+
+    #[test]
+    fn external_etcd_drops_the_etcd_ca_and_its_leaves() {
+        let c = cluster("etcd:\n  external:\n    endpoints: [https://10.0.1.5:2379]\n");
+        let ids: Vec<String> = requests(&c).into_iter().map(|r| r.id).collect();
+        assert!(!ids.iter().any(|i| i.contains("etcd")), "{ids:?}");
     }
 }

@@ -42,13 +42,25 @@ pub enum Scope {
     Node,
 }
 
-/// Where a certificate lands on a node.
+/// Where a certificate lands on a node (paths are built by `crate::layout`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Install {
     /// `<path>.crt` and `<path>.key`.
     Files(&'static str),
-    /// Embedded in `/etc/kubernetes/<file>`.
-    Kubeconfig(&'static str),
+    /// Embedded in `/etc/kubernetes/<file>`, a kubeconfig that talks to the given apiserver.
+    Kubeconfig(&'static str, Server),
+}
+
+/// Which apiserver a kubeconfig talks to (kubeadm-facts §2.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    /// `controlPlaneEndpoint`, or the first control-plane node when it is empty.
+    ClusterEndpoint,
+    /// The apiserver on the same node.
+    Local,
+    /// kubelet.conf: the local apiserver on a control-plane node where the version's facts say so
+    /// (ControlPlaneKubeletLocalMode), the cluster endpoint otherwise and on workers.
+    Kubelet,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -77,5 +89,11 @@ impl ProfileId {
 impl Profile {
     pub fn by_name(name: &str) -> Option<&'static Profile> {
         PROFILES.iter().find(|p| p.name == name)
+    }
+
+    /// Whether every node gets one (the rest are control-plane only; cluster-scope leaves such as admin go to
+    /// control-plane nodes, as kubeadm puts admin.conf there).
+    pub fn on_every_node(&self) -> bool {
+        self.scope == Scope::Node
     }
 }

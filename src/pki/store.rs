@@ -1,25 +1,43 @@
-//! The PKI store (`OUT/pki`) as the PKI stage reads it: certificates from disk, private keys from disk (refusing
-//! keys others can read) or, with `pki.encryption.age`, from the decrypted sealed store in memory.
+//! The PKI store (`OUT/pki`): the only way kubeforge reads it. Certificates come from disk; private keys from disk
+//! (refusing keys others can read) or, with `pki.encryption.age`, from the sealed store decrypted in memory.
+//! Every read is size-bounded (see `crate::input`).
+//!
+//! An overlay lets a command put files into the store for the run in memory (the certificates an external CA
+//! signed, a kubeadm node being adopted) so that they are checked and written in the same transaction as
+//! everything they imply.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::Error;
+use crate::input::{PEM_LIMIT, read_text};
 
 pub struct Store {
     pub dir: PathBuf,
     /// Private files of a sealed store, decrypted, by path relative to `dir`.
     unsealed: Option<BTreeMap<String, String>>,
+    /// Files this run adds, by path relative to `dir`; they hide what is on disk.
+    overlay: BTreeMap<String, String>,
 }
 
 impl Store {
     pub fn plain(dir: &Path) -> Store {
-        Store { dir: dir.to_path_buf(), unsealed: None }
+        Store { dir: dir.to_path_buf(), unsealed: None, overlay: BTreeMap::new() }
     }
 
     /// A sealed store: `secrets` holds the private files, by path relative to `dir`.
     pub fn sealed(dir: &Path, secrets: BTreeMap<String, String>) -> Store {
-        Store { dir: dir.to_path_buf(), unsealed: Some(secrets) }
+        Store { dir: dir.to_path_buf(), unsealed: Some(secrets), overlay: BTreeMap::new() }
+    }
+
+    /// Adds files (path relative to the store, content) that this run reads as if they were on disk.
+    pub fn with_overlay(mut self, files: BTreeMap<String, String>) -> Store {
+        self.overlay = files;
+        self
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.unsealed.is_some()
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -35,6 +53,9 @@ impl Store {
     }
 
     pub fn exists(&self, rel: &str) -> bool {
+        if self.overlay.contains_key(rel) {
+            return true;
+        }
         match &self.unsealed {
             Some(m) if is_private(rel) => m.contains_key(rel),
             _ => self.path(rel).exists(),
@@ -43,22 +64,64 @@ impl Store {
 
     /// A public file (a certificate).
     pub fn read(&self, rel: &str) -> Result<String, Error> {
-        let p = self.path(rel);
-        std::fs::read_to_string(&p).map_err(|e| Error::new(format!("{}: {e}", p.display())))
+        if let Some(t) = self.overlay.get(rel) {
+            return Ok(t.clone());
+        }
+        read_text(&self.path(rel), "the PKI store", PEM_LIMIT)
     }
 
     /// A private file: from the sealed store, or from disk if its mode keeps it private.
     pub fn read_private(&self, rel: &str) -> Result<String, Error> {
+        if let Some(t) = self.overlay.get(rel) {
+            return Ok(t.clone());
+        }
         match &self.unsealed {
             Some(m) => {
                 m.get(rel).cloned().ok_or_else(|| Error::new(format!("{}: not in the sealed store", self.show(rel))))
             }
-            None => super::read_private(&self.path(rel)),
+            None => read_private(&self.path(rel)),
         }
+    }
+
+    /// Whether any private key of the store can be read: false for a clone of the committed (public) half of OUT
+    /// and for a sealed store opened without its identity.
+    pub fn has_private_material(&self) -> bool {
+        match &self.unsealed {
+            Some(m) => !m.is_empty(),
+            None => crate::input::files_with_extension(&self.dir, "key").is_ok_and(|k| !k.is_empty()),
+        }
+    }
+
+    /// Every certificate in the store, as (id, PEM): `nodes/cp-1/apiserver`.
+    pub fn certificates(&self) -> Result<Vec<(String, String)>, Error> {
+        let mut found = Vec::new();
+        for p in crate::input::files_with_extension(&self.dir, "crt")? {
+            let rel = p.strip_prefix(&self.dir).expect("below the store").to_string_lossy().into_owned();
+            let pem = self.read(&rel)?;
+            found.push((rel.trim_end_matches(".crt").to_string(), pem));
+        }
+        Ok(found)
     }
 }
 
 /// Private files of the store: keys (certificates and `sa.pub` are public).
 pub fn is_private(rel: &str) -> bool {
     rel.ends_with(".key")
+}
+
+/// Reads a private key from disk, refusing one that group or others can read: a key that was exposed is not
+/// silently used (and kubeforge always writes 0600, so someone changed it).
+pub fn read_private(path: &Path) -> Result<String, Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::new(format!(
+            "{} has mode {mode:04o}: a private key must not be readable by group or others. If it may have been \
+             exposed, remove it and renew what it belongs to; otherwise `chmod 600 {}` and run again.",
+            path.display(),
+            path.display()
+        )));
+    }
+    read_text(path, "a private key", PEM_LIMIT)
 }

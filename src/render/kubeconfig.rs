@@ -7,7 +7,7 @@ use base64::Engine;
 
 use crate::net::{Host, https_url};
 use crate::pki::Material;
-use crate::pki::profile::ProfileId;
+use crate::pki::profile::Server;
 use crate::spec::{Cluster, Node};
 
 #[derive(Template)]
@@ -22,62 +22,7 @@ pub struct Kubeconfig<'a> {
     pub key_data: String,
 }
 
-/// Which apiserver a kubeconfig talks to (kubeadm-facts §2.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Server {
-    /// `controlPlaneEndpoint`, or the first control-plane node when it is empty.
-    ClusterEndpoint,
-    /// The apiserver on the same node.
-    Local,
-    /// kubelet.conf: the local apiserver on a control-plane node from v1.33 (ControlPlaneKubeletLocalMode),
-    /// the cluster endpoint otherwise and on workers.
-    Kubelet,
-}
-
-/// One kubeconfig kind: file name under /etc/kubernetes, the profile of its client certificate, its server,
-/// and whether workers get it too.
-pub struct KubeconfigKind {
-    pub file: &'static str,
-    pub profile: ProfileId,
-    pub server: Server,
-    pub on_workers: bool,
-}
-
-pub const KUBECONFIGS: [KubeconfigKind; 6] = [
-    KubeconfigKind {
-        file: "admin.conf",
-        profile: ProfileId::Admin,
-        server: Server::ClusterEndpoint,
-        on_workers: false,
-    },
-    KubeconfigKind {
-        file: "super-admin.conf",
-        profile: ProfileId::SuperAdmin,
-        server: Server::ClusterEndpoint,
-        on_workers: false,
-    },
-    KubeconfigKind {
-        file: "controller-manager.conf",
-        profile: ProfileId::ControllerManager,
-        server: Server::Local,
-        on_workers: false,
-    },
-    KubeconfigKind { file: "scheduler.conf", profile: ProfileId::Scheduler, server: Server::Local, on_workers: false },
-    KubeconfigKind {
-        file: "kubelet.conf",
-        profile: ProfileId::KubeletClient,
-        server: Server::Kubelet,
-        on_workers: true,
-    },
-    KubeconfigKind {
-        file: "kube-proxy.conf",
-        profile: ProfileId::KubeProxy,
-        server: Server::ClusterEndpoint,
-        on_workers: true,
-    },
-];
-
-/// The URL `kind` uses on `node` (`None`: the operator's machine).
+/// The URL a kubeconfig with `server` uses on `node` (`None`: the operator's machine).
 pub fn server_url(c: &Cluster, server: Server, node: Option<&Node>) -> String {
     let local = |n: &Node| https_url(&Host::Ip(n.address), crate::API_SERVER_PORT);
     let endpoint = || match &c.endpoint {

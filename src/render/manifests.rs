@@ -1,7 +1,8 @@
 //! The four static pods of a control-plane node, as kubeadm v1.31–v1.34 writes them (kubeadm-facts §3).
 //!
 //! Flags are collected as (name, value) pairs and sorted by name, then value, exactly like kubeadm's
-//! `ArgumentsToCommand`, so the written order is alphabetical and a flag change is a one-line diff.
+//! `ArgumentsToCommand`, so the written order is alphabetical and a flag change is a one-line diff. A flag that
+//! names a file says so when it is built ([`Flags::file`]): that is where the index's `usedBy` comes from.
 
 use std::net::IpAddr;
 
@@ -9,17 +10,10 @@ use askama::Template;
 
 use super::filters;
 
+use crate::layout::{self, AUDIT_LOG_DIR, AUDIT_POLICY, ENCRYPTION_CONFIG, ETCD_DATA_DIR, ETCD_PKI_DIR, PKI_DIR};
 use crate::net::{Host, join_host_port};
+use crate::pki::profile::ProfileId;
 use crate::spec::{Cluster, Etcd, Node};
-
-/// Where kubeadm keeps things on a node; every flag path is built from these.
-pub const K8S_DIR: &str = "/etc/kubernetes";
-pub const PKI_DIR: &str = "/etc/kubernetes/pki";
-pub const ETCD_DATA_DIR: &str = "/var/lib/etcd";
-pub const AUDIT_POLICY: &str = "/etc/kubernetes/audit-policy.yaml";
-pub const AUDIT_LOG_DIR: &str = "/var/log/kubernetes/audit";
-pub const ENCRYPTION_CONFIG: &str = "/etc/kubernetes/encryption-config.yaml";
-const FLEXVOLUME_DIR: &str = "/usr/libexec/kubernetes/kubelet-plugins/volume/exec";
 
 pub const ETCD_CLIENT_PORT: u16 = 2379;
 pub const ETCD_PEER_PORT: u16 = 2380;
@@ -31,6 +25,9 @@ const SCHEDULER_PORT: u16 = 10259;
 #[template(path = "static-pod.yml", escape = "none")]
 pub struct StaticPod {
     pub name: &'static str,
+    /// Every file a flag names, with the use: (`/etc/kubernetes/pki/ca.crt`, `kube-apiserver --client-ca-file`),
+    /// in command order.
+    pub uses: Vec<(String, String)>,
     pub annotations: Vec<(String, String)>,
     /// v1.31–v1.33 serializers wrote `creationTimestamp: null`; v1.34's does not (kubeadm-facts §3.0).
     pub creation_timestamp_null: bool,
@@ -117,24 +114,49 @@ pub fn etcd_tag(c: &Cluster) -> &'static str {
 }
 
 /// `--tls-min-version` and `--tls-cipher-suites` for the Go components that serve HTTPS.
-fn tls_flags(c: &Cluster) -> Vec<(&'static str, String)> {
-    vec![
-        ("tls-cipher-suites", c.security.cipher_suites.join(",")),
-        ("tls-min-version", c.security.tls_min_version.clone()),
-    ]
+fn tls_flags(c: &Cluster, flags: &mut Flags) {
+    flags.arg("tls-cipher-suites", c.security.cipher_suites.join(","));
+    flags.arg("tls-min-version", c.security.tls_min_version.clone());
 }
 
 fn image(name: &str, tag: &str) -> String {
     format!("registry.k8s.io/{name}:{tag}")
 }
 
-fn command(binary: &str, mut flags: Vec<(&str, String)>) -> Vec<String> {
-    flags.sort();
-    std::iter::once(binary.to_string()).chain(flags.into_iter().map(|(k, v)| format!("--{k}={v}"))).collect()
+/// A component's flags as they are decided. Values are kept as given; [`Flags::command`] sorts them.
+#[derive(Default)]
+struct Flags {
+    list: Vec<(&'static str, String, bool)>,
 }
 
-fn pki(file: &str) -> String {
-    format!("{PKI_DIR}/{file}")
+impl Flags {
+    /// A flag whose value is not a file (a URL, a directory, a setting).
+    fn arg(&mut self, name: &'static str, value: impl Into<String>) {
+        self.list.push((name, value.into(), false));
+    }
+
+    /// A flag whose value names a file the component reads (comma-separated files for several).
+    fn file(&mut self, name: &'static str, path: impl Into<String>) {
+        self.list.push((name, path.into(), true));
+    }
+
+    /// The command line, sorted by flag name, then value (kubeadm's `ArgumentsToCommand`), and the files it
+    /// names with their uses, in the same order.
+    fn command(mut self, binary: &str) -> (Vec<String>, Vec<(String, String)>) {
+        self.list.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let mut uses = Vec::new();
+        for (name, value, is_file) in &self.list {
+            if *is_file {
+                uses.extend(
+                    value.split(',').filter(|v| !v.is_empty()).map(|v| (v.to_string(), format!("{binary} --{name}"))),
+                );
+            }
+        }
+        let cmd = std::iter::once(binary.to_string())
+            .chain(self.list.into_iter().map(|(k, v, _)| format!("--{k}={v}")))
+            .collect();
+        (cmd, uses)
+    }
 }
 
 fn localhost(node: &Node) -> IpAddr {
@@ -174,64 +196,63 @@ fn volumes(mut v: Vec<(String, String, &'static str, bool)>) -> (Vec<Mount>, Vec
 
 pub fn kube_apiserver(c: &Cluster, node: &Node) -> StaticPod {
     let adv = node.address;
-    let mut flags: Vec<(&str, String)> = vec![
-        ("advertise-address", adv.to_string()),
-        ("allow-privileged", "true".into()),
-        ("authorization-mode", "Node,RBAC".into()),
-        ("client-ca-file", pki("ca.crt")),
-        ("enable-admission-plugins", "NodeRestriction".into()),
-        ("enable-bootstrap-token-auth", "true".into()),
-        ("kubelet-client-certificate", pki("apiserver-kubelet-client.crt")),
-        ("kubelet-client-key", pki("apiserver-kubelet-client.key")),
-        ("kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname".into()),
-        ("proxy-client-cert-file", pki("front-proxy-client.crt")),
-        ("proxy-client-key-file", pki("front-proxy-client.key")),
-        ("requestheader-allowed-names", "front-proxy-client".into()),
-        ("requestheader-client-ca-file", pki("front-proxy-ca.crt")),
-        ("requestheader-extra-headers-prefix", "X-Remote-Extra-".into()),
-        ("requestheader-group-headers", "X-Remote-Group".into()),
-        ("requestheader-username-headers", "X-Remote-User".into()),
-        ("secure-port", crate::API_SERVER_PORT.to_string()),
-        ("service-account-issuer", format!("https://kubernetes.default.svc.{}", c.dns_domain)),
-        ("service-account-key-file", pki("sa.pub")),
-        ("service-account-signing-key-file", pki("sa.key")),
-        ("service-cluster-ip-range", c.service_subnet.clone()),
-        ("tls-cert-file", pki("apiserver.crt")),
-        ("tls-private-key-file", pki("apiserver.key")),
-    ];
+    let mut f = Flags::default();
+    f.arg("advertise-address", adv.to_string());
+    f.arg("allow-privileged", "true");
+    f.arg("authorization-mode", "Node,RBAC");
+    f.file("client-ca-file", layout::crt(ProfileId::Ca));
+    f.arg("enable-admission-plugins", "NodeRestriction");
+    f.arg("enable-bootstrap-token-auth", "true");
+    f.file("kubelet-client-certificate", layout::crt(ProfileId::ApiserverKubeletClient));
+    f.file("kubelet-client-key", layout::key(ProfileId::ApiserverKubeletClient));
+    f.arg("kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname");
+    f.file("proxy-client-cert-file", layout::crt(ProfileId::FrontProxyClient));
+    f.file("proxy-client-key-file", layout::key(ProfileId::FrontProxyClient));
+    f.arg("requestheader-allowed-names", "front-proxy-client");
+    f.file("requestheader-client-ca-file", layout::crt(ProfileId::FrontProxyCa));
+    f.arg("requestheader-extra-headers-prefix", "X-Remote-Extra-");
+    f.arg("requestheader-group-headers", "X-Remote-Group");
+    f.arg("requestheader-username-headers", "X-Remote-User");
+    f.arg("secure-port", crate::API_SERVER_PORT.to_string());
+    f.arg("service-account-issuer", format!("https://kubernetes.default.svc.{}", c.dns_domain));
+    f.file("service-account-key-file", layout::SA_PUB);
+    f.file("service-account-signing-key-file", layout::SA_KEY);
+    f.arg("service-cluster-ip-range", c.service_subnet.clone());
+    f.file("tls-cert-file", layout::crt(ProfileId::Apiserver));
+    f.file("tls-private-key-file", layout::key(ProfileId::Apiserver));
     let mut vols = ca_volumes(c);
     match &c.etcd {
         // kube-apiserver talks to the etcd member on its own node, as kubeadm sets it up.
         Etcd::Stacked => {
-            flags.push(("etcd-cafile", pki("etcd/ca.crt")));
-            flags.push(("etcd-certfile", pki("apiserver-etcd-client.crt")));
-            flags.push(("etcd-keyfile", pki("apiserver-etcd-client.key")));
-            flags.push(("etcd-servers", url("https", localhost(node), ETCD_CLIENT_PORT)));
+            f.file("etcd-cafile", layout::crt(ProfileId::EtcdCa));
+            f.file("etcd-certfile", layout::crt(ProfileId::ApiserverEtcdClient));
+            f.file("etcd-keyfile", layout::key(ProfileId::ApiserverEtcdClient));
+            f.arg("etcd-servers", url("https", localhost(node), ETCD_CLIENT_PORT));
         }
         Etcd::External(x) => {
-            flags.push(("etcd-servers", x.endpoints.join(",")));
+            f.arg("etcd-servers", x.endpoints.join(","));
             let (ca, cert, key) = if x.client_ca.is_some() {
                 (
-                    Some(pki("etcd/ca.crt")),
-                    Some(pki("apiserver-etcd-client.crt")),
-                    Some(pki("apiserver-etcd-client.key")),
+                    Some(layout::EXTERNAL_ETCD_CA.to_string()),
+                    Some(layout::crt(ProfileId::ApiserverEtcdClient)),
+                    Some(layout::key(ProfileId::ApiserverEtcdClient)),
                 )
             } else {
                 (x.ca_file.clone(), x.cert_file.clone(), x.key_file.clone())
             };
             // kubeadm: --etcd-cafile only if set; cert and key only together.
             if let Some(ca) = &ca {
-                flags.push(("etcd-cafile", ca.clone()));
+                f.file("etcd-cafile", ca.clone());
             }
             if let (Some(cert), Some(key)) = (&cert, &key) {
-                flags.push(("etcd-certfile", cert.clone()));
-                flags.push(("etcd-keyfile", key.clone()));
+                f.file("etcd-certfile", cert.clone());
+                f.file("etcd-keyfile", key.clone());
             }
             // Each directory holding those files that no other volume covers gets a read-only mount
             // etcd-certs-<i>, as kubeadm does.
             let mut dirs: Vec<String> = Vec::new();
-            for f in [ca, cert, key].into_iter().flatten() {
-                let dir = f.rsplit_once('/').map_or("/", |(d, _)| if d.is_empty() { "/" } else { d }).to_string();
+            for file in [ca, cert, key].into_iter().flatten() {
+                let dir = file.rsplit_once('/').map_or("/", |(d, _)| if d.is_empty() { "/" } else { d }).to_string();
                 let covered = vols.iter().any(|(_, p, _, _)| dir == *p || dir.starts_with(&format!("{p}/")));
                 if !covered && !dirs.contains(&dir) {
                     dirs.push(dir);
@@ -245,41 +266,43 @@ pub fn kube_apiserver(c: &Cluster, node: &Node) -> StaticPod {
     // kubeforge's hardening (src/security.rs): every flag kubeadm leaves out that CIS 1.12 checks for.
     let sec = &c.security;
     if !sec.profiling {
-        flags.push(("profiling", "false".into()));
+        f.arg("profiling", "false");
     }
     if let Some(a) = sec.audit {
-        flags.push(("audit-policy-file", AUDIT_POLICY.into()));
-        flags.push(("audit-log-path", format!("{AUDIT_LOG_DIR}/audit.log")));
-        flags.push(("audit-log-maxage", a.max_age.to_string()));
-        flags.push(("audit-log-maxbackup", a.max_backup.to_string()));
-        flags.push(("audit-log-maxsize", a.max_size.to_string()));
+        f.file("audit-policy-file", AUDIT_POLICY);
+        f.arg("audit-log-path", format!("{AUDIT_LOG_DIR}/audit.log"));
+        f.arg("audit-log-maxage", a.max_age.to_string());
+        f.arg("audit-log-maxbackup", a.max_backup.to_string());
+        f.arg("audit-log-maxsize", a.max_size.to_string());
         vols.push(("audit-policy".into(), AUDIT_POLICY.into(), "File", true));
         vols.push(("audit-log".into(), AUDIT_LOG_DIR.into(), "DirectoryOrCreate", false));
     }
     if sec.verify_kubelets {
         // Possible because kubeforge signs every kubelet's serving certificate with the cluster CA, with the node's
         // name and address as SANs (what --kubelet-preferred-address-types dials), so logs/exec keep working.
-        flags.push(("kubelet-certificate-authority", pki("ca.crt")));
+        f.file("kubelet-certificate-authority", layout::crt(ProfileId::Ca));
     }
     if !sec.extend_token_expiration {
-        flags.push(("service-account-extend-token-expiration", "false".into()));
+        f.arg("service-account-extend-token-expiration", "false");
     }
-    flags.extend(tls_flags(c));
+    tls_flags(c, &mut f);
     if !matches!(sec.encryption, crate::security::Encryption::None) {
-        flags.push(("encryption-provider-config", ENCRYPTION_CONFIG.into()));
+        f.file("encryption-provider-config", ENCRYPTION_CONFIG);
         vols.push(("encryption-config".into(), ENCRYPTION_CONFIG.into(), "File", true));
     }
     let host = Some(adv.to_string());
     let port = crate::API_SERVER_PORT;
     let (mounts, volumes) = volumes(vols);
+    let (command, uses) = f.command("kube-apiserver");
     StaticPod {
         name: "kube-apiserver",
+        uses,
         annotations: vec![(
             "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint".into(),
             join_host_port(&Host::Ip(adv), port),
         )],
         creation_timestamp_null: !named_probe_port(c),
-        command: command("kube-apiserver", flags),
+        command,
         image: image("kube-apiserver", &c.version.to_string()),
         liveness: Some(probe(c, ProbeKind::Liveness, host.clone(), "/livez", port, "HTTPS")),
         readiness: Some(probe(c, ProbeKind::Readiness, host.clone(), "/readyz", port, "HTTPS")),
@@ -294,42 +317,48 @@ pub fn kube_apiserver(c: &Cluster, node: &Node) -> StaticPod {
 /// `ca_key`: whether the cluster CA's key is on the node. Without it (external CA mode) kubeadm writes the
 /// signing flags with empty values, which turns the controller-manager's CSR signer off (kubeadm-facts §5.2).
 pub fn kube_controller_manager(c: &Cluster, ca_key: bool) -> StaticPod {
-    let kubeconfig = format!("{K8S_DIR}/controller-manager.conf");
-    let mut flags = vec![
-        ("authentication-kubeconfig", kubeconfig.clone()),
-        ("authorization-kubeconfig", kubeconfig.clone()),
-        ("bind-address", "127.0.0.1".into()),
-        ("client-ca-file", pki("ca.crt")),
-        ("cluster-name", c.name.clone()),
-        ("cluster-signing-cert-file", if ca_key { pki("ca.crt") } else { String::new() }),
-        ("cluster-signing-key-file", if ca_key { pki("ca.key") } else { String::new() }),
-        ("controllers", "*,bootstrapsigner,tokencleaner".into()),
-        ("kubeconfig", kubeconfig.clone()),
-        ("leader-elect", "true".into()),
-        ("requestheader-client-ca-file", pki("front-proxy-ca.crt")),
-        ("root-ca-file", pki("ca.crt")),
-        ("service-account-private-key-file", pki("sa.key")),
-        ("use-service-account-credentials", "true".into()),
-    ];
-    if !c.security.profiling {
-        flags.push(("profiling", "false".into()));
+    let kubeconfig = layout::kubeconfig(ProfileId::ControllerManager);
+    let mut f = Flags::default();
+    f.file("authentication-kubeconfig", kubeconfig.clone());
+    f.file("authorization-kubeconfig", kubeconfig.clone());
+    f.arg("bind-address", "127.0.0.1");
+    f.file("client-ca-file", layout::crt(ProfileId::Ca));
+    f.arg("cluster-name", c.name.clone());
+    if ca_key {
+        f.file("cluster-signing-cert-file", layout::crt(ProfileId::Ca));
+        f.file("cluster-signing-key-file", layout::key(ProfileId::Ca));
+    } else {
+        f.arg("cluster-signing-cert-file", "");
+        f.arg("cluster-signing-key-file", "");
     }
-    flags.extend(tls_flags(c));
+    f.arg("controllers", "*,bootstrapsigner,tokencleaner");
+    f.file("kubeconfig", kubeconfig.clone());
+    f.arg("leader-elect", "true");
+    f.file("requestheader-client-ca-file", layout::crt(ProfileId::FrontProxyCa));
+    f.file("root-ca-file", layout::crt(ProfileId::Ca));
+    f.file("service-account-private-key-file", layout::SA_KEY);
+    f.arg("use-service-account-credentials", "true");
+    if !c.security.profiling {
+        f.arg("profiling", "false");
+    }
+    tls_flags(c, &mut f);
     if !c.pod_subnet.is_empty() {
-        flags.push(("allocate-node-cidrs", "true".into()));
-        flags.push(("cluster-cidr", c.pod_subnet.clone()));
-        flags.push(("service-cluster-ip-range", c.service_subnet.clone()));
+        f.arg("allocate-node-cidrs", "true");
+        f.arg("cluster-cidr", c.pod_subnet.clone());
+        f.arg("service-cluster-ip-range", c.service_subnet.clone());
     }
     let mut vols = ca_volumes(c);
     vols.push(("kubeconfig".into(), kubeconfig, "FileOrCreate", true));
-    vols.push(("flexvolume-dir".into(), FLEXVOLUME_DIR.into(), "DirectoryOrCreate", false));
+    vols.push(("flexvolume-dir".into(), layout::FLEXVOLUME_DIR.into(), "DirectoryOrCreate", false));
     let (mounts, volumes) = volumes(vols);
     let host = Some("127.0.0.1".to_string());
+    let (command, uses) = f.command("kube-controller-manager");
     StaticPod {
         name: "kube-controller-manager",
+        uses,
         annotations: vec![],
         creation_timestamp_null: !named_probe_port(c),
-        command: command("kube-controller-manager", flags),
+        command,
         image: image("kube-controller-manager", &c.version.to_string()),
         liveness: Some(probe(c, ProbeKind::Liveness, host.clone(), "/healthz", KCM_PORT, "HTTPS")),
         readiness: None,
@@ -342,27 +371,28 @@ pub fn kube_controller_manager(c: &Cluster, ca_key: bool) -> StaticPod {
 }
 
 pub fn kube_scheduler(c: &Cluster) -> StaticPod {
-    let kubeconfig = format!("{K8S_DIR}/scheduler.conf");
-    let mut flags = vec![
-        ("authentication-kubeconfig", kubeconfig.clone()),
-        ("authorization-kubeconfig", kubeconfig.clone()),
-        ("bind-address", "127.0.0.1".into()),
-        ("kubeconfig", kubeconfig.clone()),
-        ("leader-elect", "true".into()),
-    ];
+    let kubeconfig = layout::kubeconfig(ProfileId::Scheduler);
+    let mut f = Flags::default();
+    f.file("authentication-kubeconfig", kubeconfig.clone());
+    f.file("authorization-kubeconfig", kubeconfig.clone());
+    f.arg("bind-address", "127.0.0.1");
+    f.file("kubeconfig", kubeconfig.clone());
+    f.arg("leader-elect", "true");
     if !c.security.profiling {
-        flags.push(("profiling", "false".into()));
+        f.arg("profiling", "false");
     }
-    flags.extend(tls_flags(c));
+    tls_flags(c, &mut f);
     let (mounts, volumes) = volumes(vec![("kubeconfig".into(), kubeconfig, "FileOrCreate", true)]);
     let host = Some("127.0.0.1".to_string());
     // v1.32 moved the scheduler's probes from /healthz to /livez and /readyz (kubeadm-facts §3.3, P1).
     let (live, ready) = if c.version.minor >= 32 { ("/livez", Some("/readyz")) } else { ("/healthz", None) };
+    let (command, uses) = f.command("kube-scheduler");
     StaticPod {
         name: "kube-scheduler",
+        uses,
         annotations: vec![],
         creation_timestamp_null: !named_probe_port(c),
-        command: command("kube-scheduler", flags),
+        command,
         image: image("kube-scheduler", &c.version.to_string()),
         liveness: Some(probe(c, ProbeKind::Liveness, host.clone(), live, SCHEDULER_PORT, "HTTPS")),
         readiness: ready.map(|p| probe(c, ProbeKind::Readiness, host.clone(), p, SCHEDULER_PORT, "HTTPS")),
@@ -385,54 +415,55 @@ pub fn etcd(c: &Cluster, node: &Node) -> StaticPod {
     let members: Vec<&Node> = c.nodes.iter().filter(|n| n.is_control_plane()).collect();
     let initial_cluster =
         members.iter().map(|m| format!("{}={}", m.name, url("https", m.address, ETCD_PEER_PORT))).collect::<Vec<_>>();
-    let mut flags = vec![
-        ("advertise-client-urls", client.clone()),
-        ("cert-file", pki("etcd/server.crt")),
-        ("client-cert-auth", "true".into()),
-        ("data-dir", ETCD_DATA_DIR.into()),
-        ("initial-advertise-peer-urls", peer.clone()),
-        ("initial-cluster", initial_cluster.join(",")),
-        ("key-file", pki("etcd/server.key")),
-        ("listen-client-urls", format!("{},{client}", url("https", lo, ETCD_CLIENT_PORT))),
-        ("listen-metrics-urls", url("http", lo, ETCD_METRICS_PORT)),
-        ("listen-peer-urls", peer),
-        ("name", node.name.clone()),
-        ("peer-cert-file", pki("etcd/peer.crt")),
-        ("peer-client-cert-auth", "true".into()),
-        ("peer-key-file", pki("etcd/peer.key")),
-        ("peer-trusted-ca-file", pki("etcd/ca.crt")),
-        ("snapshot-count", "10000".into()),
-        ("trusted-ca-file", pki("etcd/ca.crt")),
-    ];
+    let mut f = Flags::default();
+    f.arg("advertise-client-urls", client.clone());
+    f.file("cert-file", layout::crt(ProfileId::EtcdServer));
+    f.arg("client-cert-auth", "true");
+    f.arg("data-dir", ETCD_DATA_DIR);
+    f.arg("initial-advertise-peer-urls", peer.clone());
+    f.arg("initial-cluster", initial_cluster.join(","));
+    f.file("key-file", layout::key(ProfileId::EtcdServer));
+    f.arg("listen-client-urls", format!("{},{client}", url("https", lo, ETCD_CLIENT_PORT)));
+    f.arg("listen-metrics-urls", url("http", lo, ETCD_METRICS_PORT));
+    f.arg("listen-peer-urls", peer);
+    f.arg("name", node.name.clone());
+    f.file("peer-cert-file", layout::crt(ProfileId::EtcdPeer));
+    f.arg("peer-client-cert-auth", "true");
+    f.file("peer-key-file", layout::key(ProfileId::EtcdPeer));
+    f.file("peer-trusted-ca-file", layout::crt(ProfileId::EtcdCa));
+    f.arg("snapshot-count", "10000");
+    f.file("trusted-ca-file", layout::crt(ProfileId::EtcdCa));
     if etcd_is_36(c) {
-        flags.push(("feature-gates", "InitialCorruptCheck=true".into()));
-        flags.push(("watch-progress-notify-interval", "5s".into()));
+        f.arg("feature-gates", "InitialCorruptCheck=true");
+        f.arg("watch-progress-notify-interval", "5s");
     } else {
-        flags.push(("experimental-initial-corrupt-check", "true".into()));
-        flags.push(("experimental-watch-progress-notify-interval", "5s".into()));
+        f.arg("experimental-initial-corrupt-check", "true");
+        f.arg("experimental-watch-progress-notify-interval", "5s");
     }
     if members.len() > 1 {
-        flags.push(("initial-cluster-state", "new".into()));
+        f.arg("initial-cluster-state", "new");
     }
     // etcd 3.5 has no --tls-min-version. The AEAD suites of --cipher-suites exist only in TLS 1.2, so with them
     // a TLS 1.0/1.1 handshake finds no common suite: the effective minimum is TLS 1.2 (TLS 1.3 is always on).
-    flags.push(("cipher-suites", c.security.cipher_suites.join(",")));
+    f.arg("cipher-suites", c.security.cipher_suites.join(","));
     let host = Some(lo.to_string());
     let port = ETCD_METRICS_PORT;
     // etcd's mounts are in kubeadm's fixed order (data, then certs), not sorted; its volumes are sorted.
     let mounts = vec![
         Mount { name: "etcd-data".into(), path: ETCD_DATA_DIR.into(), read_only: false },
-        Mount { name: "etcd-certs".into(), path: pki("etcd"), read_only: false },
+        Mount { name: "etcd-certs".into(), path: ETCD_PKI_DIR.into(), read_only: false },
     ];
     let volumes = vec![
-        Volume { name: "etcd-certs".into(), path: pki("etcd"), kind: "DirectoryOrCreate" },
+        Volume { name: "etcd-certs".into(), path: ETCD_PKI_DIR.into(), kind: "DirectoryOrCreate" },
         Volume { name: "etcd-data".into(), path: ETCD_DATA_DIR.into(), kind: "DirectoryOrCreate" },
     ];
+    let (command, uses) = f.command("etcd");
     StaticPod {
         name: "etcd",
+        uses,
         annotations: vec![("kubeadm.kubernetes.io/etcd.advertise-client-urls".into(), client)],
         creation_timestamp_null: !named_probe_port(c),
-        command: command("etcd", flags),
+        command,
         image: image("etcd", etcd_tag(c)),
         liveness: Some(probe(c, ProbeKind::Liveness, host.clone(), "/livez", port, "HTTP")),
         readiness: Some(probe(c, ProbeKind::Readiness, host.clone(), "/readyz", port, "HTTP")),

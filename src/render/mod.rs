@@ -43,7 +43,7 @@ pub struct ClusterRoleBindings;
 pub struct InventoryRow {
     pub name: String,
     pub node: String,
-    pub info: CertInfo,
+    pub info: std::sync::Arc<CertInfo>,
 }
 
 impl InventoryRow {
@@ -59,7 +59,7 @@ impl InventoryRow {
     }
 
     pub fn not_after(&self) -> String {
-        crate::index::utc(self.info.not_after, ' ')
+        crate::times::readable(self.info.not_after)
     }
 }
 
@@ -110,4 +110,19 @@ pub struct KubeletConfig<'a> {
     pub protect_kernel_defaults: bool,
     pub cipher_suites: &'a [String],
     pub tls_min_version: &'a str,
+    pub client_ca_file: String,
+    pub tls_cert_file: String,
+    pub tls_private_key_file: String,
+    pub static_pod_path: &'a str,
+}
+
+impl KubeletConfig<'_> {
+    /// The files this configuration makes the kubelet read, with the setting that names each.
+    pub fn uses(&self) -> Vec<(String, String)> {
+        vec![
+            (self.client_ca_file.clone(), "kubelet --client-ca-file (authentication.x509.clientCAFile)".into()),
+            (self.tls_cert_file.clone(), "kubelet --tls-cert-file (tlsCertFile)".into()),
+            (self.tls_private_key_file.clone(), "kubelet --tls-private-key-file (tlsPrivateKeyFile)".into()),
+        ]
+    }
 }

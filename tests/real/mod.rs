@@ -15,19 +15,7 @@ use crate::support::{self, Proc};
 /// Generates `spec_yaml` into `out` (`out/pki` is the store, `out/nodes/<n>/...` the bundles), with `seed`
 /// for the keys and the real current time: TLS peers check validity against the wall clock.
 pub fn generate(spec_yaml: &str, seed: u64, out: &Path) -> kubeforge::spec::Cluster {
-    let cluster = kubeforge::spec::parse(Path::new("test.yaml"), spec_yaml).unwrap_or_else(|e| panic!("{e}"));
-    let now = time::OffsetDateTime::now_utc();
-    let generated =
-        kubeforge::generate(&cluster, &out.join("pki"), &kubeforge::pki::keys::KeySource::seeded(seed), now)
-            .unwrap_or_else(|e| panic!("generate: {e}"));
-    kubeforge::output::write(&generated.tree, out).unwrap_or_else(|e| panic!("write {}: {e}", out.display()));
-    cluster
-}
-
-/// The text of `fixtures/<name>.yaml`.
-pub fn fixture(name: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(format!("{name}.yaml"));
-    fs::read_to_string(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+    support::generate_text(spec_yaml, out, seed, None)
 }
 
 /// `<out>/nodes/<node>`: the node's bundle, laid out like its filesystem.

@@ -305,3 +305,274 @@ pub fn output_with_stdin(cmd: &mut Command, input: &[u8], timeout: Duration) -> 
     let _ = in_t.join();
     out
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// The cluster under test: fixtures, one seed and one clock, the commands as the library runs them, tree snapshots.
+// ---------------------------------------------------------------------------------------------------------------
+
+use std::collections::BTreeMap;
+
+use kubeforge::ops::report::RunReport;
+use kubeforge::ops::{GenOptions, Options};
+
+/// The clock of every seeded run: certificates issued "now" are valid from 2025-12-31T23:55:00Z.
+pub const NOW: &str = "2026-01-01T00:00:00Z";
+/// The key source of every seeded run.
+pub const SEED: u64 = 42;
+
+pub fn now() -> time::OffsetDateTime {
+    kubeforge::parse_instant(NOW).expect("NOW is an instant")
+}
+
+/// `fixtures/<name>.yaml`.
+pub fn fixture_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(format!("{name}.yaml"))
+}
+
+/// The text of `fixtures/<name>.yaml`.
+pub fn fixture(name: &str) -> String {
+    let p = fixture_path(name);
+    fs::read_to_string(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+}
+
+/// A fixture generated in memory from an empty store, with [`SEED`] and [`NOW`]: nothing is written.
+pub fn generate_fixture(name: &str) -> kubeforge::Generated {
+    let cluster = kubeforge::spec::load(&fixture_path(name)).unwrap_or_else(|e| panic!("{e}"));
+    let empty_store = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/does-not-exist");
+    kubeforge::generate(&cluster, &empty_store, &kubeforge::pki::keys::KeySource::seeded(SEED), now())
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Generates the spec at `spec` into `out` as `gen` does, with `seed` and `now` (`None`: the real clock, for TLS
+/// peers that check validity against the wall clock); returns the cluster.
+pub fn generate_into(
+    spec: &Path,
+    out: &Path,
+    seed: u64,
+    now: Option<time::OffsetDateTime>,
+) -> kubeforge::spec::Cluster {
+    let o = Options { seed: Some(seed), now, ..Options::new(Some(spec), out) };
+    let ctx = o.load().unwrap_or_else(|e| panic!("{}: {e}", spec.display()));
+    ctx.apply(&GenOptions::default()).unwrap_or_else(|e| panic!("gen {}: {e}", spec.display()));
+    ctx.cluster
+}
+
+/// [`generate_into`] for a spec given as text (written to `<out>.yaml`).
+pub fn generate_text(text: &str, out: &Path, seed: u64, now: Option<time::OffsetDateTime>) -> kubeforge::spec::Cluster {
+    let spec = out.with_extension("yaml");
+    if let Some(dir) = spec.parent() {
+        fs::create_dir_all(dir).unwrap();
+    }
+    fs::write(&spec, text).unwrap();
+    generate_into(&spec, out, seed, now)
+}
+
+/// What a command line printed and its exit code (0 ok, 1 error, 2 usage error or `plan` with changes).
+#[derive(Debug)]
+pub struct Outcome {
+    pub text: String,
+    pub code: u8,
+}
+
+/// Runs `kubeforge ARGS` in-process, exactly as the binary parses and runs it; an error's message is the text.
+pub fn kubeforge(args: &[&str]) -> Outcome {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    match kubeforge::cli::parse_from("kubeforge", &args) {
+        Err(e) => Outcome { text: e.to_string(), code: e.exit_code() as u8 },
+        Ok(cmd) => match kubeforge::cli::run(cmd) {
+            Ok(o) => Outcome { text: o.text, code: o.code },
+            Err(e) => Outcome { text: e.to_string(), code: 1 },
+        },
+    }
+}
+
+/// A spec file and an OUT in a temp dir of their own.
+pub struct Cluster {
+    pub tmp: TempDir,
+    pub spec: PathBuf,
+    pub out: PathBuf,
+}
+
+impl Cluster {
+    pub fn new(name: &str, spec_text: &str) -> Cluster {
+        let tmp = temp_dir(name);
+        let spec = tmp.path().join("cluster.yaml");
+        fs::write(&spec, spec_text).unwrap();
+        let out = tmp.path().join("out");
+        Cluster { tmp, spec, out }
+    }
+
+    /// Options as a user runs them: keys from the operating system, the real clock.
+    pub fn options(&self) -> Options {
+        Options::new(Some(&self.spec), &self.out)
+    }
+
+    /// Options with [`SEED`] and [`NOW`].
+    pub fn seeded(&self) -> Options {
+        Options { seed: Some(SEED), now: Some(now()), ..self.options() }
+    }
+
+    /// `gen` with [`Cluster::options`].
+    pub fn generate(&self) -> RunReport {
+        apply(&self.options())
+    }
+
+    /// `gen` with [`Cluster::seeded`].
+    pub fn generate_seeded(&self) -> RunReport {
+        apply(&self.seeded())
+    }
+
+    pub fn plan(&self) -> RunReport {
+        self.options().load().and_then(|c| c.plan()).unwrap_or_else(|e| panic!("plan: {e}"))
+    }
+
+    /// Replaces the first `from` of the spec with `to`.
+    pub fn edit(&self, from: &str, to: &str) {
+        let text = fs::read_to_string(&self.spec).unwrap();
+        assert!(text.contains(from), "spec lacks {from:?}");
+        fs::write(&self.spec, text.replacen(from, to, 1)).unwrap();
+    }
+
+    pub fn tree(&self) -> Tree {
+        Tree::of(&self.out)
+    }
+}
+
+/// `gen` with `o`; panics with the error.
+pub fn apply(o: &Options) -> RunReport {
+    try_apply(o).unwrap_or_else(|e| panic!("gen: {e}"))
+}
+
+/// `gen` with `o`, the error as text.
+pub fn try_apply(o: &Options) -> Result<RunReport, String> {
+    o.load().and_then(|c| c.apply(&GenOptions::default())).map_err(|e| e.to_string())
+}
+
+/// The store ids a report (re)issues, with the reasons: `nodes/cp-1/apiserver — SAN added: IP:10.0.0.5`.
+pub fn reissued(r: &RunReport) -> Vec<String> {
+    use kubeforge::ops::report::Action;
+    r.certificates
+        .iter()
+        .filter(|c| matches!(c.action, Action::Issue | Action::Reissue))
+        .map(|c| format!("{} — {}", c.id, c.reasons.join("; ")))
+        .collect()
+}
+
+/// One path below a snapshot's root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// `None` for a directory.
+    pub bytes: Option<Vec<u8>>,
+    pub mode: u32,
+    pub ino: u64,
+    /// Modification and change times, in nanoseconds.
+    pub mtime: i128,
+    pub ctime: i128,
+}
+
+/// Every file and directory below a root, by relative path (directories end in `/`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tree(pub BTreeMap<String, Node>);
+
+impl Tree {
+    pub fn of(dir: &Path) -> Tree {
+        use std::os::unix::fs::MetadataExt;
+        let mut out = BTreeMap::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = fs::read_dir(&d) else { continue };
+            for e in entries {
+                let p = e.unwrap().path();
+                let m = fs::symlink_metadata(&p).unwrap();
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                let node = |bytes| Node {
+                    bytes,
+                    mode: m.mode() & 0o7777,
+                    ino: m.ino(),
+                    mtime: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+                    ctime: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
+                };
+                if m.is_dir() {
+                    out.insert(format!("{rel}/"), node(None));
+                    stack.push(p);
+                } else {
+                    out.insert(rel, node(Some(fs::read(&p).unwrap())));
+                }
+            }
+        }
+        Tree(out)
+    }
+
+    /// Regular files only, with their bytes.
+    pub fn files(&self) -> BTreeMap<String, Vec<u8>> {
+        self.0.iter().filter_map(|(p, n)| Some((p.clone(), n.bytes.clone()?))).collect()
+    }
+
+    /// Regular files with their bytes and mode.
+    pub fn files_and_modes(&self) -> BTreeMap<String, (Vec<u8>, u32)> {
+        self.0.iter().filter_map(|(p, n)| Some((p.clone(), (n.bytes.clone()?, n.mode)))).collect()
+    }
+
+    /// The text of a file.
+    pub fn text(&self, path: &str) -> String {
+        let n = self.0.get(path).unwrap_or_else(|| panic!("{path} is not in the tree"));
+        String::from_utf8(n.bytes.clone().expect("a file")).unwrap()
+    }
+
+    /// Paths whose bytes or mode differ, or that exist on one side only (directories included), with what
+    /// changed: `pki/ca.crt: bytes changed`.
+    pub fn diff(&self, other: &Tree) -> Vec<String> {
+        let keys: std::collections::BTreeSet<&String> = self.0.keys().chain(other.0.keys()).collect();
+        keys.into_iter()
+            .filter_map(|k| match (self.0.get(k), other.0.get(k)) {
+                (None, Some(_)) => Some(format!("{k}: created")),
+                (Some(_), None) => Some(format!("{k}: removed")),
+                (Some(a), Some(b)) if a.mode != b.mode => Some(format!("{k}: mode {:o} -> {:o}", a.mode, b.mode)),
+                (Some(a), Some(b)) if a.bytes != b.bytes => Some(format!("{k}: bytes changed")),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Files (not directories) whose bytes differ or that exist on one side only.
+    pub fn changed_files(&self, other: &Tree) -> Vec<String> {
+        let (a, b) = (self.files(), other.files());
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        keys.into_iter().filter(|k| a.get(*k) != b.get(*k)).cloned().collect()
+    }
+
+    /// Paths whose inode, times, mode or bytes differ at all: what a run "touched".
+    pub fn touched(&self, other: &Tree) -> Vec<String> {
+        let keys: std::collections::BTreeSet<&String> = self.0.keys().chain(other.0.keys()).collect();
+        keys.into_iter().filter(|k| self.0.get(*k) != other.0.get(*k)).cloned().collect()
+    }
+}
+
+/// Every way `instance` breaks `schema/<schema>` (a JSON Schema of this repository), as (JSON pointer, message),
+/// the innermost reasons of an `anyOf`/`oneOf` rather than the summary; formats (`date-time`) are checked.
+pub fn schema_errors(schema: &str, instance: &serde_json::Value) -> Vec<(String, String)> {
+    use jsonschema::error::ValidationErrorKind;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema").join(schema);
+    let schema: serde_json::Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("{} is not a valid JSON Schema: {e}", path.display()));
+    fn leaves(e: &jsonschema::ValidationError<'_>, out: &mut Vec<(String, String)>) {
+        match e.kind() {
+            ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
+                for branch in context {
+                    for inner in branch {
+                        leaves(inner, out);
+                    }
+                }
+            }
+            _ => out.push((e.instance_path().to_string(), e.to_string())),
+        }
+    }
+    let mut out = Vec::new();
+    for e in validator.iter_errors(instance) {
+        leaves(&e, &mut out);
+    }
+    out
+}

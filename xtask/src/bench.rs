@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "\
+pub const USAGE: &str = "\
 cargo xtask bench [--quick] [--large]
     Time `cargo xtask gen` on clusters of 1 control plane + N workers (N = 3, 100, 1000; ECDSA-P256 and
     RSA-2048): from an empty OUT, as a no-change rerun, adding one node; and the same clusters through
@@ -51,16 +51,17 @@ const CHILD: &str = "--child";
 const PEAK: &str = "bench-child peak RSS kB: ";
 
 fn child(args: &[String]) -> Result<(), String> {
-    let rest = args.get(1..).unwrap_or_default();
-    let text = match args.first().map(String::as_str) {
-        Some("gen") => kubeforge::cli::run_gen(rest),
-        Some("renew") => kubeforge::cli::run_renew(rest),
-        other => return Err(format!("bench {CHILD}: expected gen or renew, not {other:?}")),
+    let mut args = args.to_vec();
+    if !matches!(args.first().map(String::as_str), Some("gen" | "renew")) {
+        return Err(format!("bench {CHILD}: expected gen or renew, not {:?}", args.first()));
     }
-    .map_err(|e| e.to_string())?;
+    // The report as JSON: the bench reads what the run did from it, never from prose.
+    args.extend(["--format".to_string(), "json".to_string()]);
+    let command = kubeforge::cli::parse_from("bench-child", &args).map_err(|e| e.to_string())?;
+    let outcome = kubeforge::cli::run(command).map_err(|e| e.to_string())?;
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
     let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).map(|v| v.trim().trim_end_matches(" kB"));
-    println!("{text}");
+    println!("{}", outcome.text);
     if let Some(kb) = hwm {
         println!("{PEAK}{kb}");
     }
@@ -334,23 +335,13 @@ fn measure(cmd: &mut Command, stderr_file: &Path) -> Result<Measured, String> {
 
 #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
 fn reap(child: std::process::Child) -> Result<(bool, Option<Duration>, Option<u64>), String> {
-    /// `struct rusage` on 64-bit Linux: two `struct timeval` (two longs each), then 14 longs.
-    #[repr(C)]
-    #[derive(Default)]
-    struct Rusage {
-        utime: [i64; 2],
-        stime: [i64; 2],
-        maxrss: i64,
-        _rest: [i64; 13],
-    }
-    unsafe extern "C" {
-        fn wait4(pid: i32, status: *mut i32, options: i32, rusage: *mut Rusage) -> i32;
-    }
-    let pid = child.id() as i32;
-    let (mut status, mut ru) = (0i32, Rusage::default());
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain data, and all zeroes is a valid value of it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
         // SAFETY: plain out-parameters; `pid` is our child, not yet reaped (std only reaps in wait/try_wait).
-        let r = unsafe { wait4(pid, &mut status, 0, &mut ru) };
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
         if r == pid {
             break;
         }
@@ -359,9 +350,9 @@ fn reap(child: std::process::Child) -> Result<(bool, Option<Duration>, Option<u6
             return Err(format!("wait4({pid}): {e}"));
         }
     }
-    let tv = |t: [i64; 2]| Duration::from_secs(t[0] as u64) + Duration::from_micros(t[1] as u64);
-    let exited_ok = status & 0x7f == 0 && (status >> 8) & 0xff == 0;
-    Ok((exited_ok, Some(tv(ru.utime) + tv(ru.stime)), Some(ru.maxrss as u64)))
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    let exited_ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    Ok((exited_ok, Some(tv(ru.ru_utime) + tv(ru.ru_stime)), Some(ru.ru_maxrss as u64)))
 }
 
 #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
@@ -374,30 +365,23 @@ fn progress(what: &str, m: &Measured) {
     eprintln!("bench: {what}: {} wall, {} CPU", dur(m.wall), m.cpu.map_or("?".into(), dur));
 }
 
-/// From gen's summary: `OUT: 96 files written, ...` or `OUT: nothing to do: ...`.
-fn files_written(stdout: &str) -> Result<usize, String> {
-    for line in stdout.lines() {
-        if line.contains(": nothing to do") {
-            return Ok(0);
-        }
-        for marker in [" files written", " file written"] {
-            if let Some(i) = line.find(marker) {
-                let n = line[..i].rsplit(' ').next().unwrap_or_default();
-                return n.parse().map_err(|_| format!("cannot read the file count in {line:?}"));
-            }
-        }
-    }
-    Err(format!("no file count in gen's output:\n{stdout}"))
+/// The run report a child printed (JSON, before its peak-RSS line).
+fn report(stdout: &str) -> Result<serde_json::Value, String> {
+    let json = stdout.split(PEAK).next().unwrap_or_default();
+    serde_json::from_str(json).map_err(|e| format!("the child's report is not JSON ({e}):\n{stdout}"))
 }
 
-/// From gen's summary: `certificates: 3011 kept, 3 issued`.
+/// How many files the run wrote.
+fn files_written(stdout: &str) -> Result<usize, String> {
+    let r = report(stdout)?;
+    r["files"]["write"].as_array().map(Vec::len).ok_or_else(|| format!("no files.write in the report:\n{stdout}"))
+}
+
+/// How many certificates the run issued or reissued.
 fn certs_issued(stdout: &str) -> Result<usize, String> {
-    let line = stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with("certificates:"))
-        .ok_or_else(|| format!("no certificate count in gen's output:\n{stdout}"))?;
-    let n = line.split(',').nth(1).and_then(|p| p.split_whitespace().next());
-    n.and_then(|n| n.parse().ok()).ok_or_else(|| format!("cannot read the certificate count in {line:?}"))
+    let r = report(stdout)?;
+    let certs = r["certificates"].as_array().ok_or_else(|| format!("no certificates in the report:\n{stdout}"))?;
+    Ok(certs.iter().filter(|c| c["action"] == "issue" || c["action"] == "reissue").count())
 }
 
 /// Every file under `dir`, relative path to metadata.
@@ -647,15 +631,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_gen_summaries() {
-        let clean = "kubeforge: cluster \"bench\"\n  certificates: 0 kept, 26 issued\n  /x: 96 files written, 0 removed, \
-                     0 unchanged\n";
-        assert_eq!(files_written(clean).unwrap(), 96);
-        assert_eq!(certs_issued(clean).unwrap(), 26);
-        let again = "  certificates: 26 kept, 0 issued\n  /x: nothing to do: all 96 files are up to date\n";
-        assert_eq!(files_written(again).unwrap(), 0);
-        assert_eq!(certs_issued(again).unwrap(), 0);
-        assert_eq!(files_written("  /x: 1 file written, 0 removed, 95 unchanged").unwrap(), 1);
+    fn reads_run_reports() {
+        let clean = r#"{"files":{"write":["a","b"],"remove":[],"unchanged":0},
+            "certificates":[{"action":"issue"},{"action":"reissue"},{"action":"keep"}]}"#;
+        let with_peak = format!("{clean}\n{PEAK}1234\n");
+        assert_eq!(files_written(&with_peak).unwrap(), 2);
+        assert_eq!(certs_issued(&with_peak).unwrap(), 2);
+        assert!(files_written("kubeforge: cluster").is_err());
     }
 
     #[test]

@@ -1,44 +1,48 @@
-//! Project automation (the cargo-xtask pattern): `cargo xtask gen|plan|renew|check|csr|import-*|test|bench`.
+//! Project automation (the cargo-xtask pattern): kubeforge's own commands (`cargo xtask gen|plan|renew|check|csr|
+//! import-*`, the same as the `kubeforge` binary), plus `test` and `bench`.
 
 mod bench;
 mod tools;
 
-use std::io::Write;
 use std::process::{Command, ExitCode};
 
-const TEST_USAGE: &str = "\
-cargo xtask test [CARGO-TEST-ARGS...]
-    Install or find the real tools the tests use (etcd, etcdctl, kubectl, openssl, kubernetes-validate,
-    ansible-playbook; cached under target/tools), then run `cargo test --workspace --locked` with them; extra arguments go to cargo test
-    (e.g. `cargo xtask test --test snapshots`, `cargo xtask test -- --nocapture`).";
+use clap::{Arg, CommandFactory};
+
+const TEST_ABOUT: &str = "Install or find the real tools the tests use, then run `cargo test --workspace --locked`";
+const TEST_LONG: &str = "\
+Install or find the real tools the tests use (etcd, etcdctl, kubectl, openssl, kubernetes-validate,
+ansible-playbook, ...; cached under target/tools), then run `cargo test --workspace --locked` with them. Extra
+arguments go to cargo test (e.g. `cargo xtask test --test snapshots`, `cargo xtask test -- --nocapture`).";
+const BENCH_ABOUT: &str = "Time kubeforge against the hard way (openssl + kubectl config); see benches/README.md";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest = args.get(1..).unwrap_or_default();
-    let result = match args.first().map(String::as_str) {
-        Some("gen") => kubeforge::cli::run_gen(rest).map(|s| (s, ExitCode::SUCCESS)),
-        // Exit status 2 when gen would change something, so CI can gate on it.
-        Some("plan") => kubeforge::cli::run_plan(rest).map(|(s, todo)| (s, ExitCode::from(if todo { 2 } else { 0 }))),
-        Some("renew") => kubeforge::cli::run_renew(rest).map(|s| (s, ExitCode::SUCCESS)),
-        Some("csr") => kubeforge::cli::run_csr(rest).map(|s| (s, ExitCode::SUCCESS)),
-        Some("import-signed") => kubeforge::cli::run_import_signed(rest).map(|s| (s, ExitCode::SUCCESS)),
-        Some("import-kubeadm") => kubeforge::cli::run_import_kubeadm(rest).map(|s| (s, ExitCode::SUCCESS)),
-        Some("check") => kubeforge::cli::run_check(rest).map(|(s, soon)| (s, ExitCode::from(if soon { 1 } else { 0 }))),
+    match args.first().map(String::as_str) {
+        // Their arguments belong to cargo test and the bench: not parsed here.
         Some("test") => return exit(test_cmd(rest)),
         Some("bench") => return exit(bench::run(rest)),
-        Some("help" | "-h" | "--help") | None => {
-            println!("usage:\n{}\n{TEST_USAGE}", kubeforge::cli::USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Some(other) => return exit(Err(format!("unknown command {other:?}; try `cargo xtask help`"))),
+        _ => {}
+    }
+    let passthrough = |name: &'static str, about: &'static str, long: &'static str| {
+        clap::Command::new(name)
+            .about(about)
+            .long_about(long)
+            .arg(Arg::new("args").num_args(0..).trailing_var_arg(true).allow_hyphen_values(true).value_name("ARGS"))
     };
-    match result {
-        Ok((text, code)) => {
-            // A closed pipe (`| head`) is not an error worth a panic.
-            let _ = writeln!(std::io::stdout(), "{text}");
-            code
-        }
-        Err(e) => exit(Err(e.to_string())),
+    let cmd = kubeforge::cli::Cli::command()
+        .name("cargo xtask")
+        .bin_name("cargo xtask")
+        .subcommand(passthrough("test", TEST_ABOUT, TEST_LONG))
+        .subcommand(passthrough("bench", BENCH_ABOUT, bench::USAGE));
+    let matches = match cmd.try_get_matches_from(std::iter::once("cargo xtask".to_string()).chain(args.iter().cloned()))
+    {
+        Ok(m) => m,
+        Err(e) => e.exit(),
+    };
+    match <kubeforge::cli::Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => kubeforge::cli::finish(kubeforge::cli::run(cli.command)),
+        Err(e) => e.exit(),
     }
 }
 
@@ -51,6 +55,7 @@ fn exit(r: Result<(), String>) -> ExitCode {
         }
     }
 }
+
 fn test_cmd(args: &[String]) -> Result<(), String> {
     let meta = cargo_metadata::MetadataCommand::new().no_deps().exec().map_err(|e| format!("cargo metadata: {e}"))?;
     let root = meta.workspace_root.as_std_path();

@@ -1,0 +1,597 @@
+//! The operations behind the command line: each a function from typed inputs to a typed report
+//! ([`report`]), built from one [`Context`] (the cluster, OUT, the store and its sealing, the key source, the
+//! clock). The command line (`crate::cli`) only parses arguments, prints a report and maps it to an exit code;
+//! the tests and the benchmark call these functions and read the reports.
+
+pub mod report;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use time::OffsetDateTime;
+
+use crate::Error;
+use crate::generate::{Generated, generate_with};
+use crate::layout;
+use crate::output::{self, Changes, Kind, Tree};
+use crate::pki::inspect::CertInfo;
+use crate::pki::keys::KeySource;
+use crate::pki::store::Store;
+use crate::pki::{Origin, Policy};
+use crate::sealed::Sealing;
+use crate::spec::Cluster;
+use report::{
+    Action, CaLine, CaOrigin, CertLine, CheckReport, ClusterSummary, CsrReport, Expiry, FileChanges, Imported,
+    RunReport,
+};
+
+/// What every command that reads a spec may be given.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The cluster spec; `None`: the embedded demo spec (fixtures/demo.yaml).
+    pub spec: Option<PathBuf>,
+    pub out: PathBuf,
+    /// A fixed key source, for tests and demos only: never for a real cluster (the keys are then predictable).
+    pub seed: Option<u64>,
+    /// A fixed clock, for tests and demos.
+    pub now: Option<OffsetDateTime>,
+    /// An age identity file for a sealed store (else `$KUBEFORGE_AGE_IDENTITY`).
+    pub identity: Option<PathBuf>,
+}
+
+impl Options {
+    pub fn new(spec: Option<&Path>, out: &Path) -> Options {
+        Options { spec: spec.map(Path::to_path_buf), out: out.to_path_buf(), ..Options::default() }
+    }
+
+    /// Reads and validates the spec, checks the clock, and sets up the key source.
+    pub fn load(&self) -> Result<Context, Error> {
+        let cluster = match &self.spec {
+            Some(path) => crate::spec::load(path)?,
+            None => crate::spec::parse(Path::new("<embedded demo spec: fixtures/demo.yaml>"), crate::DEMO_SPEC)?,
+        };
+        let keys = match self.seed {
+            Some(s) => KeySource::seeded(s),
+            None => KeySource::from_os().map_err(Error::new)?,
+        };
+        let now = self.now.unwrap_or_else(OffsetDateTime::now_utc).replace_nanosecond(0).expect("valid");
+        Ok(Context { cluster, out: self.out.clone(), keys, now, identity: self.identity.clone() })
+    }
+}
+
+/// Everything an operation works from.
+pub struct Context {
+    pub cluster: Cluster,
+    pub out: PathBuf,
+    pub keys: KeySource,
+    pub now: OffsetDateTime,
+    pub identity: Option<PathBuf>,
+}
+
+/// `gen`'s own options.
+#[derive(Debug, Clone, Default)]
+pub struct GenOptions {
+    /// Only say what would change (`gen --dry-run`, the same as `plan`).
+    pub dry_run: bool,
+    /// Also write plain copies of the secrets of this node (`all`: every node and the store) of a sealed store.
+    pub materialize: Option<String>,
+}
+
+/// A run decided but not written.
+struct Run {
+    generated: Generated,
+    changes: Changes,
+}
+
+impl Context {
+    /// Checks that certificates issued now fit in what X.509 can encode, CA validity included.
+    fn check_clock(&self) -> Result<(), Error> {
+        let (first, last) = crate::times::x509_range();
+        let now = self.now;
+        let fits = now - crate::pki::BACKDATE >= first
+            && now.checked_add(time::Duration::seconds(self.cluster.ca_validity)).is_some_and(|end| end <= last);
+        if !fits {
+            return Err(Error::new(format!(
+                "the clock says {}: certificates issued then (valid from 5 minutes before, CAs for pki.caValidity \
+                 {}h) would not fit in the dates X.509 can write ({} to {}); check the system clock or --now",
+                crate::times::rfc3339(now),
+                self.cluster.ca_validity / 3600,
+                crate::times::rfc3339(first),
+                crate::times::rfc3339(last)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The store of OUT, decrypted in memory when the spec seals secrets and sealed files exist (which needs an
+    /// identity), and the sealing to apply to this run's output.
+    fn open_store(&self, materialize: Option<&str>) -> Result<(Store, Option<Sealing>), Error> {
+        let pki = self.out.join(layout::STORE);
+        let Some(recipients) = &self.cluster.sealed_to else {
+            if let Some(m) = materialize {
+                return Err(Error::new(format!(
+                    "--materialize {m}: secrets are only sealed with pki.encryption.age in the spec; without it every \
+                     file is already written in plain"
+                )));
+            }
+            return Ok((Store::plain(&pki), None));
+        };
+        if let Some(m) = materialize
+            && m != "all"
+            && !self.cluster.nodes.iter().any(|n| n.name == m)
+        {
+            return Err(Error::new(format!("--materialize {m:?}: not a node of the spec (or `all`)")));
+        }
+        let recipients = recipients
+            .iter()
+            .map(|r| crate::sealed::parse_recipient(r).map_err(Error::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sealed = crate::sealed::sealed_files(&self.out)?;
+        if sealed.is_empty() {
+            // A plain store being sealed for the first time (or nothing yet): read it from disk.
+            let sealing = Sealing { recipients, previous: BTreeMap::new(), materialize: materialize.map(String::from) };
+            return Ok((Store::plain(&pki), Some(sealing)));
+        }
+        let path = self.identity_path().ok_or_else(|| {
+            Error::new(format!(
+                "{}/{} holds sealed secrets: give the age identity that opens them with --identity FILE or ${}. \
+                 (plan and check also work without one, from public files only.)",
+                self.out.display(),
+                crate::sealed::SECRETS_DIR,
+                crate::sealed::IDENTITY_ENV
+            ))
+        })?;
+        let ids = crate::sealed::load_identities(&path)?;
+        let previous = crate::sealed::unseal_all(&self.out, &ids)?;
+        let keys = previous
+            .iter()
+            .filter_map(|(p, (plain, _))| {
+                let rel = p.strip_prefix(&format!("{}/", layout::STORE))?;
+                Some((rel.to_string(), String::from_utf8_lossy(plain).into_owned()))
+            })
+            .collect();
+        let sealing = Sealing { recipients, previous, materialize: materialize.map(String::from) };
+        Ok((Store::sealed(&pki, keys), Some(sealing)))
+    }
+
+    fn identity_path(&self) -> Option<PathBuf> {
+        crate::sealed::identity_path(self.identity.as_deref())
+    }
+
+    /// Why only a public-only plan can be made, if so: the secrets are sealed and no identity is given, or OUT
+    /// holds certificates but no private key at all (a clone of its committed half).
+    fn public_only(&self) -> Result<Option<String>, Error> {
+        let store = Store::plain(&self.out.join(layout::STORE));
+        if self.cluster.sealed_to.is_some() {
+            let sealed = !crate::sealed::sealed_files(&self.out)?.is_empty();
+            return Ok((sealed && self.identity_path().is_none()).then(|| "no age identity given".to_string()));
+        }
+        let has_certs = store.exists(&layout::store_crt("ca"));
+        Ok((has_certs && !store.has_private_material())
+            .then(|| "no private keys in OUT, as in a clone of its committed half".to_string()))
+    }
+
+    fn prepare(&self, store: &Store, sealing: Option<&Sealing>, policy: &Policy) -> Result<Run, Error> {
+        self.check_clock()?;
+        let generated = generate_with(&self.cluster, store, &self.keys, self.now, policy, sealing)?;
+        let changes = output::changes(&generated.tree, &self.out)?;
+        Ok(Run { generated, changes })
+    }
+
+    /// `plan`: what `gen` would change and why; writes nothing and needs no private key.
+    pub fn plan(&self) -> Result<RunReport, Error> {
+        if let Some(reason) = self.public_only()? {
+            return self.public_plan(reason);
+        }
+        let (store, sealing) = self.open_store(None)?;
+        let run = self.prepare(&store, sealing.as_ref(), &Policy::default())?;
+        Ok(self.report("plan", &run, false, None))
+    }
+
+    /// `gen`: generate (or, with `dry_run`, plan) and write.
+    pub fn apply(&self, o: &GenOptions) -> Result<RunReport, Error> {
+        if o.dry_run && o.materialize.is_none() {
+            let mut r = self.plan()?;
+            r.command = "gen";
+            return Ok(r);
+        }
+        let (store, sealing) = self.open_store(o.materialize.as_deref())?;
+        let run = self.prepare(&store, sealing.as_ref(), &Policy::default())?;
+        if !o.dry_run {
+            self.commit(&run.generated.tree, &run.changes)?;
+        }
+        Ok(self.report("gen", &run, !o.dry_run, None))
+    }
+
+    /// `renew`: reissue the named leaves (profile names, store ids, or `all`), keeping the CAs.
+    pub fn renew(&self, names: &[String], keep_keys: bool) -> Result<RunReport, Error> {
+        if names.is_empty() {
+            return Err(Error::new("renew: name the certificates to renew (profile names or store ids), or `all`"));
+        }
+        let requests = crate::pki::plan::requests(&self.cluster);
+        let known: BTreeSet<&str> = requests
+            .iter()
+            .filter(|r| !r.profile.usage.is_ca())
+            .flat_map(|r| [r.id.as_str(), r.profile.name])
+            .collect();
+        for name in names {
+            if name != "all" && !known.contains(name.as_str()) {
+                let ca = crate::pki::profile::Profile::by_name(name).is_some_and(|p| p.usage.is_ca());
+                let why = if ca {
+                    "is a CA; kubeforge renews leaves only (a CA rotation is a deliberate, separate step)".to_string()
+                } else {
+                    format!(
+                        "is not a leaf certificate of this cluster (known: {})",
+                        known.iter().copied().collect::<Vec<_>>().join(", ")
+                    )
+                };
+                return Err(Error::new(format!("renew: {name:?} {why}")));
+            }
+        }
+        let policy = Policy { renew: names.to_vec(), keep_keys };
+        let (store, sealing) = self.open_store(None)?;
+        let run = self.prepare(&store, sealing.as_ref(), &policy)?;
+        self.commit(&run.generated.tree, &run.changes)?;
+        Ok(self.report("renew", &run, true, None))
+    }
+
+    /// `csr`: keys (into the store) and signing requests (into OUT/csr) for every certificate a CA given without
+    /// its key must sign, and OUT/csr/SIGNING.md saying what the signer must put in.
+    pub fn csr(&self) -> Result<CsrReport, Error> {
+        use askama::Template;
+        let requests = crate::pki::plan::requests(&self.cluster);
+        let cas = crate::pki::external::keyless_cas(&self.cluster, &requests);
+        let mut report = CsrReport {
+            api_version: report::API_VERSION,
+            kind: "CsrReport",
+            out: self.out.display().to_string(),
+            cas: cas.iter().map(|(id, _)| id.clone()).collect(),
+            requests: Vec::new(),
+            signing_guide: None,
+        };
+        if cas.is_empty() {
+            return Ok(report);
+        }
+        let (store, _) = self.open_store(None)?;
+        if store.is_sealed() {
+            return Err(Error::new(
+                "csr: works on a plain store; pki.encryption.age is not supported with external CAs",
+            ));
+        }
+        let reqs = crate::pki::external::signing_requests(&self.cluster, &requests, &store, &self.keys, self.now)?;
+        let mut tree = Tree::default();
+        let mut rows = Vec::new();
+        for r in &reqs {
+            let id = &r.request.id;
+            tree.add(layout::in_store(&layout::store_key(id)), r.key_pem.clone(), Kind::Key);
+            tree.add(format!("{}/{id}.csr", layout::CSR_DIR), r.csr_pem.clone(), Kind::Csr);
+            let signer = cas.iter().find(|(c, _)| Some(c) == r.request.signer.as_ref()).map(|(_, i)| i.subject.clone());
+            let sans: Vec<String> = r.request.sans();
+            rows.push((
+                id.clone(),
+                signer.unwrap_or_default(),
+                r.request.subject(),
+                if sans.is_empty() { "-".into() } else { sans.join(", ") },
+                r.request.ext_key_usage().join(", "),
+            ));
+            report.requests.push(id.clone());
+        }
+        let list = crate::render::SigningList {
+            cluster: &self.cluster.name,
+            store: store.dir.display().to_string(),
+            cas: report.cas.clone(),
+            validity: format!("{}h", self.cluster.cert_validity / 3600),
+            rows,
+        };
+        let guide = format!("{}/SIGNING.md", layout::CSR_DIR);
+        tree.add(guide.clone(), crate::render::finish(list.render().expect("signing template")), Kind::Inventory);
+        report.signing_guide = Some(guide);
+        let mut changes = output::changes(&tree, &self.out)?;
+        changes.remove.clear(); // a partial tree: never remove anything
+        self.commit(&tree, &changes)?;
+        Ok(report)
+    }
+
+    /// `import-signed`: check the certificates an external CA signed (`DIR/<id>.crt`), then generate with them,
+    /// all in one run: nothing is imported unless everything is.
+    pub fn import_signed(&self, dir: &Path) -> Result<RunReport, Error> {
+        let requests = crate::pki::plan::requests(&self.cluster);
+        let cas = crate::pki::external::keyless_cas(&self.cluster, &requests);
+        let (store, sealing) = self.open_store(None)?;
+        let found = crate::input::files_with_extension(dir, "crt")?;
+        if found.is_empty() {
+            return Err(Error::new(format!("import-signed: no .crt files under {}", dir.display())));
+        }
+        let mut problems = Vec::new();
+        let mut overlay = BTreeMap::new();
+        for p in &found {
+            let id = p.strip_prefix(dir).expect("below dir").with_extension("").to_string_lossy().into_owned();
+            let Some(req) = requests.iter().find(|r| r.id == id) else {
+                problems.push(format!("{}: {id:?} is not a certificate of this cluster", p.display()));
+                continue;
+            };
+            let Some((_, ca)) = cas.iter().find(|(c, _)| Some(c) == req.signer.as_ref()) else {
+                problems.push(format!(
+                    "{}: kubeforge signs {id} itself; it takes back only what csr asked for",
+                    p.display()
+                ));
+                continue;
+            };
+            let key_rel = layout::store_key(&id);
+            let key = if store.exists(&key_rel) {
+                store.read_private(&key_rel).and_then(|k| crate::pki::keys::Key::from_pem(&k).map_err(Error::new))
+            } else {
+                Err(Error::new(format!("{}: no key for {id}; run `cargo xtask csr` first", store.show(&key_rel))))
+            };
+            let key = match key {
+                Ok(k) => k,
+                Err(e) => {
+                    problems.push(e.to_string());
+                    continue;
+                }
+            };
+            let pem = crate::input::read_text(p, "import-signed", crate::input::PEM_LIMIT)?;
+            let why = crate::pki::external::check_signed(&self.cluster, req, &pem, &key, ca, self.now);
+            if why.is_empty() {
+                overlay.insert(layout::store_crt(&id), pem);
+            } else {
+                problems.push(format!("{}: {}", p.display(), why.join("; ")));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::new(format!("import-signed: nothing imported:\n  - {}", problems.join("\n  - "))));
+        }
+        let imported =
+            Imported { source: dir.display().to_string(), node: None, files: overlay.keys().cloned().collect() };
+        let store = store.with_overlay(overlay);
+        let run = self.prepare(&store, sealing.as_ref(), &Policy::default())?;
+        self.commit(&run.generated.tree, &run.changes)?;
+        Ok(self.report("import-signed", &run, true, Some(imported)))
+    }
+
+    /// `import-kubeadm`: adopt a kubeadm node's /etc/kubernetes (CAs, keys, certificates, the kubeconfigs' client
+    /// certificates) as node `node`, then generate, in one run.
+    pub fn import_kubeadm(&self, dir: &Path, node: &str) -> Result<RunReport, Error> {
+        let (store, sealing) = self.open_store(None)?;
+        if store.is_sealed() {
+            return Err(Error::new("import-kubeadm: works into an empty OUT without pki.encryption.age"));
+        }
+        let overlay = crate::import::kubeadm(&self.cluster, dir, node, &store)?;
+        let imported = Imported {
+            source: dir.display().to_string(),
+            node: Some(node.to_string()),
+            files: overlay.keys().cloned().collect(),
+        };
+        let store = store.with_overlay(overlay);
+        let run = self.prepare(&store, sealing.as_ref(), &Policy::default())?;
+        self.commit(&run.generated.tree, &run.changes)?;
+        Ok(self.report("import-kubeadm", &run, true, Some(imported)))
+    }
+
+    /// Writes `changes` of `tree` into OUT.
+    fn commit(&self, tree: &Tree, changes: &Changes) -> Result<(), Error> {
+        output::apply(tree, changes, &self.out)
+    }
+
+    fn summary(&self) -> ClusterSummary {
+        let c = &self.cluster;
+        let control_planes = c.nodes.iter().filter(|n| n.is_control_plane()).count();
+        ClusterSummary {
+            name: c.name.clone(),
+            kubernetes_version: c.version.to_string(),
+            control_planes,
+            workers: c.nodes.len() - control_planes,
+            key_algorithm: c.key_algorithm.name(),
+        }
+    }
+
+    fn report(&self, command: &'static str, run: &Run, applied: bool, imported: Option<Imported>) -> RunReport {
+        let c = &self.cluster;
+        let pki = &run.generated.pki;
+        let node_name = |m: &crate::pki::Material| m.request.node.map(|i| c.nodes[i].name.clone());
+        let cas = pki
+            .certs
+            .values()
+            .filter(|m| m.request.profile.usage.is_ca())
+            .map(|m| CaLine {
+                id: m.request.id.clone(),
+                origin: match c.provided_cas.get(m.request.profile.name) {
+                    Some(p) if p.key_pem.is_none() => CaOrigin::ProvidedKeyless,
+                    Some(_) => CaOrigin::Provided,
+                    None if m.origin == Origin::Kept => CaOrigin::Kept,
+                    None => CaOrigin::Created,
+                },
+            })
+            .collect();
+        let mut certificates: Vec<CertLine> = pki
+            .certs
+            .values()
+            .filter(|m| !m.request.profile.usage.is_ca())
+            .map(|m| CertLine {
+                id: m.request.id.clone(),
+                profile: Some(m.request.profile.name.to_string()),
+                node: node_name(m),
+                action: match m.origin {
+                    Origin::Kept => Action::Keep,
+                    Origin::Issued => Action::Issue,
+                    Origin::Reissued => Action::Reissue,
+                },
+                reasons: if m.origin == Origin::Issued && m.reasons.is_empty() {
+                    Vec::new()
+                } else {
+                    m.reasons.clone()
+                },
+            })
+            .collect();
+        for id in run.changes.remove.iter().filter_map(|p| p.strip_prefix("pki/")?.strip_suffix(".crt")) {
+            let (node, profile) = split_id(id);
+            certificates.push(CertLine {
+                id: id.to_string(),
+                profile: profile.map(String::from),
+                node: node.map(String::from),
+                action: Action::Remove,
+                reasons: vec!["no longer in the spec".into()],
+            });
+        }
+        RunReport {
+            api_version: report::API_VERSION,
+            kind: "RunReport",
+            command,
+            applied,
+            public_only: false,
+            public_only_reason: None,
+            out: self.out.display().to_string(),
+            cluster: self.summary(),
+            cas,
+            certificates,
+            service_account_key: Some(if pki.sa.origin == Origin::Kept { "kept" } else { "created" }),
+            files: Some(FileChanges {
+                write: run.changes.write.clone(),
+                remove: run.changes.remove.clone(),
+                unchanged: run.changes.unchanged,
+            }),
+            imported,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// A plan from the public files alone: each certificate compared with what the spec asks (what would be kept,
+    /// issued, reissued and why). File-level changes need the secrets and are not listed.
+    fn public_plan(&self, reason: String) -> Result<RunReport, Error> {
+        self.check_clock()?;
+        let c = &self.cluster;
+        let requests = crate::pki::plan::requests(c);
+        let store = Store::plain(&self.out.join(layout::STORE));
+        let read = |id: &str| {
+            let rel = layout::store_crt(id);
+            store.exists(&rel).then(|| store.read(&rel).ok().and_then(|p| CertInfo::from_pem(&p).ok())).flatten()
+        };
+        let mut cas = Vec::new();
+        let mut certificates = Vec::new();
+        for r in &requests {
+            if r.profile.usage.is_ca() {
+                let origin = match c.provided_cas.get(r.profile.name) {
+                    Some(p) if p.key_pem.is_none() => CaOrigin::ProvidedKeyless,
+                    Some(_) => CaOrigin::Provided,
+                    None if read(&r.id).is_some() => CaOrigin::Kept,
+                    None => CaOrigin::Created,
+                };
+                cas.push(CaLine { id: r.id.clone(), origin });
+                continue;
+            }
+            let ca = match r.signer.as_deref() {
+                Some(crate::pki::plan::EXTERNAL_ETCD_CA) => match &c.etcd {
+                    crate::spec::Etcd::External(x) => {
+                        x.client_ca.as_ref().and_then(|(pem, _)| CertInfo::from_pem(pem).ok())
+                    }
+                    _ => None,
+                },
+                Some(s) => match c.provided_cas.get(s) {
+                    Some(p) => CertInfo::from_pem(&p.cert_pem).ok(),
+                    None => read(s),
+                },
+                None => None,
+            };
+            let (action, reasons) = match (read(&r.id), ca) {
+                (Some(info), Some(ca)) => {
+                    let why = crate::pki::differences(c, r, &info, &ca, self.now);
+                    (if why.is_empty() { Action::Keep } else { Action::Reissue }, why)
+                }
+                _ => (Action::Issue, Vec::new()),
+            };
+            let node = r.node.map(|i| c.nodes[i].name.clone());
+            certificates.push(CertLine {
+                id: r.id.clone(),
+                profile: Some(r.profile.name.to_string()),
+                node,
+                action,
+                reasons,
+            });
+        }
+        Ok(RunReport {
+            api_version: report::API_VERSION,
+            kind: "RunReport",
+            command: "plan",
+            applied: false,
+            public_only: true,
+            public_only_reason: Some(reason),
+            out: self.out.display().to_string(),
+            cluster: self.summary(),
+            cas,
+            certificates,
+            service_account_key: None,
+            files: None,
+            imported: None,
+            warnings: Vec::new(),
+        })
+    }
+}
+
+/// A store id's node and profile: `nodes/cp-1/apiserver` → (cp-1, apiserver); `admin` → (none, admin).
+fn split_id(id: &str) -> (Option<&str>, Option<&str>) {
+    match id.strip_prefix("nodes/").and_then(|r| r.split_once('/')) {
+        Some((node, profile)) => (Some(node), Some(profile)),
+        None => (None, Some(id)),
+    }
+}
+
+/// `check`: every certificate kubeforge knows (the store's, plus CAs that only the index knows, such as an
+/// external etcd's), with its expiry; reads only public files.
+pub fn check(out: &Path, now: OffsetDateTime, within: i64) -> Result<CheckReport, Error> {
+    let store = Store::plain(&out.join(layout::STORE));
+    if !store.dir.is_dir() {
+        return Err(Error::new(format!(
+            "{}: no PKI store here; run `cargo xtask gen --out {}` first",
+            store.dir.display(),
+            out.display()
+        )));
+    }
+    let mut found = store.certificates()?;
+    // CAs kubeforge installs but does not keep in its store (etcd.external.clientCA), from the index.
+    let index_path = out.join(layout::INDEX);
+    if index_path.exists() {
+        let text = crate::input::read_text(&index_path, "index.json", crate::input::FILE_LIMIT)?;
+        let index: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::new(format!("{}: {e}", index_path.display())))?;
+        let mut seen = BTreeSet::new();
+        for f in index["files"].as_array().into_iter().flatten() {
+            if f["kind"] == "ca-cert" && f["certificate"]["profile"].is_null() {
+                let path = out.join(f["path"].as_str().unwrap_or_default());
+                if path.is_file() && seen.insert(f["sha256"].to_string()) {
+                    found.push((
+                        "external-etcd-ca".into(),
+                        crate::input::read_text(&path, "index.json", crate::input::PEM_LIMIT)?,
+                    ));
+                }
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for (name, pem) in found {
+        let info = CertInfo::from_pem(&pem).map_err(|e| Error::new(format!("{name}: {e}")))?;
+        let residual = (info.not_after - now).whole_seconds();
+        let (node, profile) = split_id(&name);
+        let profile = profile.filter(|p| crate::pki::profile::Profile::by_name(p).is_some());
+        rows.push(Expiry {
+            profile: profile.map(String::from),
+            node: node.map(String::from),
+            name,
+            is_ca: info.is_ca,
+            signer: info.issuer.clone(),
+            subject: info.subject.clone(),
+            not_after: crate::times::rfc3339(info.not_after),
+            not_after_unix: info.not_after.unix_timestamp(),
+            residual_seconds: residual,
+            expires_within_window: residual <= within,
+        });
+    }
+    rows.sort_by(|a, b| (a.is_ca, &a.name).cmp(&(b.is_ca, &b.name)));
+    Ok(CheckReport {
+        api_version: report::API_VERSION,
+        kind: "CheckReport",
+        now: crate::times::rfc3339(now),
+        within_seconds: within,
+        expiring: rows.iter().filter(|r| r.expires_within_window).count(),
+        certificates: rows,
+    })
+}

@@ -1,0 +1,348 @@
+//! What the operations return: typed reports that serialize to JSON (`--format json`, schema in
+//! `schema/report.schema.json`) and display as the text users read.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// The `apiVersion` of every report; bumped when a field changes meaning or disappears.
+pub const API_VERSION: &str = "kubeforge/v1alpha1";
+
+/// What `gen`, `plan`, `renew` and the imports did or would do.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    pub api_version: &'static str,
+    /// `RunReport`.
+    pub kind: &'static str,
+    /// `gen`, `plan`, `renew`, `import-signed` or `import-kubeadm`.
+    pub command: &'static str,
+    /// False for `plan` and `gen --dry-run`: nothing was written.
+    pub applied: bool,
+    /// True when the private keys were not available (a clone of the committed half of OUT, or a sealed store
+    /// without its identity): certificates are compared from the public files, files are not compared.
+    pub public_only: bool,
+    /// Why the plan is public-only.
+    pub public_only_reason: Option<String>,
+    /// OUT, as given.
+    pub out: String,
+    pub cluster: ClusterSummary,
+    pub cas: Vec<CaLine>,
+    /// Every certificate, CAs excluded, in store order; with `keep` for the ones that stay.
+    pub certificates: Vec<CertLine>,
+    /// `kept` or `created`; `null` in a public-only plan.
+    pub service_account_key: Option<&'static str>,
+    /// File by file; `null` in a public-only plan.
+    pub files: Option<FileChanges>,
+    /// What an import took in (store ids, or files of a kubeadm directory).
+    pub imported: Option<Imported>,
+    /// Things the operator should know (e.g. a version past upstream support).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSummary {
+    pub name: String,
+    pub kubernetes_version: String,
+    pub control_planes: usize,
+    pub workers: usize,
+    pub key_algorithm: &'static str,
+}
+
+#[derive(Debug, Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum CaOrigin {
+    Created,
+    Kept,
+    Provided,
+    /// Given in `pki.cas` without its key: an external CA signs under it.
+    ProvidedKeyless,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaLine {
+    pub id: String,
+    pub origin: CaOrigin,
+}
+
+#[derive(Debug, Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Keep,
+    Issue,
+    Reissue,
+    Remove,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertLine {
+    /// The store id: `apiserver` for one per cluster, `nodes/cp-1/apiserver` per node.
+    pub id: String,
+    /// The row of the certificate table; `null` for a certificate being removed whose profile is gone.
+    pub profile: Option<String>,
+    pub node: Option<String>,
+    pub action: Action,
+    /// Why it is (re)issued: `SAN added: IP:10.0.0.5`, `renewal requested`, `new`...
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FileChanges {
+    /// Paths in OUT whose bytes or mode change, or that are new.
+    pub write: Vec<String>,
+    /// Paths a previous run wrote that the spec no longer needs.
+    pub remove: Vec<String>,
+    pub unchanged: usize,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Imported {
+    /// Where from (the signed certificates' directory, the kubeadm directory).
+    pub source: String,
+    /// For import-kubeadm, the node it is.
+    pub node: Option<String>,
+    /// What was taken into the store, relative to it.
+    pub files: Vec<String>,
+}
+
+impl RunReport {
+    /// Whether the run changes (or changed) anything: `plan` exits 2 then.
+    pub fn has_changes(&self) -> bool {
+        match &self.files {
+            Some(f) => !f.write.is_empty() || !f.remove.is_empty(),
+            None => self.certificates.iter().any(|c| c.action != Action::Keep),
+        }
+    }
+
+    pub fn count(&self, action: Action) -> usize {
+        self.certificates.iter().filter(|c| c.action == action).count()
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.cluster;
+        if let Some(i) = &self.imported {
+            match &i.node {
+                Some(node) => writeln!(f, "adopted {} files of {} as node {node}", i.files.len(), i.source)?,
+                None => writeln!(f, "imported {} signed certificate{}", i.files.len(), plural(i.files.len()))?,
+            }
+        }
+        for w in &self.warnings {
+            writeln!(f, "warning: {w}")?;
+        }
+        let dry = !self.applied;
+        if self.public_only {
+            let kept = self.count(Action::Keep);
+            let todo: Vec<&CertLine> = self.certificates.iter().filter(|l| l.action != Action::Keep).collect();
+            writeln!(
+                f,
+                "kubeforge plan (public files only: {}): cluster {:?} ({})",
+                self.public_only_reason.as_deref().unwrap_or("no private keys"),
+                c.name,
+                c.kubernetes_version
+            )?;
+            writeln!(f, "  certificates: {kept} kept, {} to be issued", todo.len())?;
+            for l in todo {
+                let verb = if l.action == Action::Reissue { "reissue" } else { "issue" };
+                let why = if l.reasons.is_empty() { "new".to_string() } else { l.reasons.join("; ") };
+                writeln!(f, "    {verb:<8} {} — {why}", l.id)?;
+            }
+            return write!(
+                f,
+                "  files: not compared (the private keys are not here; with them, plan shows every file)"
+            );
+        }
+        writeln!(
+            f,
+            "kubeforge{}: cluster {:?} ({}), {} nodes ({} control plane, {} worker{}), {}",
+            if dry { " plan" } else { "" },
+            c.name,
+            c.kubernetes_version,
+            c.control_planes + c.workers,
+            c.control_planes,
+            c.workers,
+            plural(c.workers),
+            c.key_algorithm
+        )?;
+        let cas: Vec<String> = self
+            .cas
+            .iter()
+            .map(|ca| {
+                let how = match ca.origin {
+                    CaOrigin::ProvidedKeyless => "provided, external: no key",
+                    CaOrigin::Provided => "provided",
+                    CaOrigin::Kept => "kept",
+                    CaOrigin::Created => "created",
+                };
+                format!("{} ({how})", ca.id)
+            })
+            .collect();
+        writeln!(f, "  CAs: {}", cas.join(", "))?;
+        let kept = self.count(Action::Keep);
+        let fresh: Vec<&CertLine> =
+            self.certificates.iter().filter(|l| matches!(l.action, Action::Issue | Action::Reissue)).collect();
+        writeln!(f, "  certificates: {kept} kept, {} {}issued", fresh.len(), if dry { "to be " } else { "" })?;
+        for l in &fresh {
+            let verb = match (l.action, dry) {
+                (Action::Issue, true) => "issue",
+                (Action::Issue, false) => "issued",
+                (_, true) => "reissue",
+                (_, false) => "reissued",
+            };
+            let why = if l.reasons.is_empty() { "new".to_string() } else { l.reasons.join("; ") };
+            writeln!(f, "    {verb:<8} {} — {why}", l.id)?;
+        }
+        for l in self.certificates.iter().filter(|l| l.action == Action::Remove) {
+            writeln!(f, "    {:<8} {} — no longer in the spec", if dry { "remove" } else { "removed" }, l.id)?;
+        }
+        writeln!(f, "  service-account key: {}", self.service_account_key.unwrap_or("kept"))?;
+        let files = self.files.as_ref().expect("a full report compares files");
+        if files.write.is_empty() && files.remove.is_empty() {
+            write!(f, "  {}: nothing to do: all {} files are up to date", self.out, files.unchanged)?;
+        } else {
+            let to_be = if dry { "to be " } else { "" };
+            write!(
+                f,
+                "  {}: {} file{} {to_be}written, {} {to_be}removed, {} unchanged",
+                self.out,
+                files.write.len(),
+                plural(files.write.len()),
+                files.remove.len(),
+                files.unchanged
+            )?;
+            if dry {
+                for p in &files.write {
+                    write!(f, "\n    write   {p}")?;
+                }
+                for p in &files.remove {
+                    write!(f, "\n    remove  {p}")?;
+                }
+            }
+        }
+        if !dry {
+            write!(
+                f,
+                "\n  next: copy {0}/nodes/<node>/ onto each node's /, then apply {0}/bootstrap/ once with super-admin.conf",
+                self.out
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// What `check` found: every certificate's expiry.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckReport {
+    pub api_version: &'static str,
+    /// `CheckReport`.
+    pub kind: &'static str,
+    pub now: String,
+    pub within_seconds: i64,
+    /// How many certificates expire within the window (`check` exits 1 when this is not 0).
+    pub expiring: usize,
+    /// Leaves first, then CAs, each by name.
+    pub certificates: Vec<Expiry>,
+}
+
+/// One certificate's expiry.
+#[derive(Debug, Serialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct Expiry {
+    /// The store id (`nodes/cp-1/apiserver`), or `external-etcd-ca`.
+    pub name: String,
+    /// The row of the certificate table, when the id names one.
+    pub profile: Option<String>,
+    pub node: Option<String>,
+    pub is_ca: bool,
+    pub subject: String,
+    pub signer: String,
+    pub not_after: String,
+    #[serde(skip)]
+    pub not_after_unix: i64,
+    pub residual_seconds: i64,
+    pub expires_within_window: bool,
+}
+
+impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::times::residual;
+        for (title, ca) in [("CERTIFICATE", false), ("CERTIFICATE AUTHORITY", true)] {
+            let part: Vec<&Expiry> = self.certificates.iter().filter(|r| r.is_ca == ca).collect();
+            if part.is_empty() {
+                continue;
+            }
+            let w = part.iter().map(|r| r.name.len()).max().unwrap_or(0).max(title.len());
+            writeln!(f, "{title:<w$}  {:<20}  {:<13}  SIGNER", "EXPIRES", "RESIDUAL TIME")?;
+            for r in part {
+                writeln!(
+                    f,
+                    "{:<w$}  {:<20}  {:<13}  {}{}",
+                    r.name,
+                    r.not_after,
+                    residual(r.residual_seconds),
+                    r.signer,
+                    if r.expires_within_window { "  <- expires within the window" } else { "" }
+                )?;
+            }
+            writeln!(f)?;
+        }
+        let n = self.expiring;
+        let total = self.certificates.len();
+        if n == 0 {
+            write!(f, "all {total} certificates are valid for more than {}", residual(self.within_seconds))
+        } else {
+            write!(
+                f,
+                "{n} of {total} certificates expire within {}: run `cargo xtask renew`",
+                residual(self.within_seconds)
+            )
+        }
+    }
+}
+
+/// What `csr` wrote.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CsrReport {
+    pub api_version: &'static str,
+    /// `CsrReport`.
+    pub kind: &'static str,
+    pub out: String,
+    /// The CAs without a key, whose signer must sign the requests.
+    pub cas: Vec<String>,
+    /// Store ids of the certificates requested.
+    pub requests: Vec<String>,
+    /// What the signer must put in each certificate.
+    pub signing_guide: Option<String>,
+}
+
+impl fmt::Display for CsrReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.cas.is_empty() {
+            return write!(
+                f,
+                "csr: every CA's key is available (no pki.cas entry without key): kubeforge signs everything itself"
+            );
+        }
+        write!(
+            f,
+            "csr: {} signing request{} in {}/csr for {}; what the signer must add: {}/csr/SIGNING.md",
+            self.requests.len(),
+            plural(self.requests.len()),
+            self.out,
+            self.cas.join(", "),
+            self.out
+        )
+    }
+}
