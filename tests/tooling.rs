@@ -30,8 +30,6 @@ use std::sync::OnceLock;
 use serde_json::{Value, json};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const SEED: &str = "7";
-const NOW: &str = "2026-01-01T00:00:00Z";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Generating OUT trees
@@ -39,14 +37,7 @@ const NOW: &str = "2026-01-01T00:00:00Z";
 /// Generates the cluster of `spec_yaml` into `out` as `cargo xtask gen` does, with a fixed seed and clock. The one
 /// place in this file that calls kubeforge. The spec is written beside `out`.
 fn generate(spec_yaml: &str, out: &Path) {
-    let spec = out.with_extension("yaml");
-    fs::write(&spec, spec_yaml).unwrap_or_else(|e| panic!("{}: {e}", spec.display()));
-    let args: Vec<String> =
-        ["--spec", spec.to_str().unwrap(), "--out", out.to_str().unwrap(), "--seed", SEED, "--now", NOW]
-            .into_iter()
-            .map(String::from)
-            .collect();
-    kubeforge::cli::run_gen(&args).unwrap_or_else(|e| panic!("generating {}: {e}", spec.display()));
+    support::generate_text(spec_yaml, out, support::SEED, Some(support::now()));
 }
 
 /// Three stacked control planes behind a load balancer and two workers.
