@@ -11,8 +11,10 @@ use clap::{Arg, CommandFactory};
 const TEST_ABOUT: &str = "Install or find the real tools the tests use, then run `cargo test --workspace --locked`";
 const TEST_LONG: &str = "\
 Install or find the real tools the tests use (etcd, etcdctl, kubectl, openssl, kubernetes-validate,
-ansible-playbook, ...; cached under target/tools), then run `cargo test --workspace --locked` with them. Extra
-arguments go to cargo test (e.g. `cargo xtask test --test snapshots`, `cargo xtask test -- --nocapture`).";
+ansible-playbook, ansible-lint, terraform, actionlint, shellcheck, pkilint and a Python with prometheus-client and
+PyJWT; pinned, cached under target/tools, see xtask/src/tools.rs), then run `cargo test --workspace --locked`
+with them. Extra arguments go to cargo test (e.g. `cargo xtask test --test snapshots`,
+`cargo xtask test -- --nocapture`).";
 const BENCH_ABOUT: &str = "Time kubeforge against the hard way (openssl + kubectl config); see benches/README.md";
 
 fn main() -> ExitCode {
