@@ -6,6 +6,7 @@
 //! as functions with typed reports; [`cli`] is the command line over them.
 
 pub mod cli;
+pub mod fault;
 pub mod generate;
 pub mod import;
 pub mod index;
@@ -20,6 +21,7 @@ pub mod sealed;
 pub mod security;
 pub mod spec;
 pub mod times;
+pub mod txn;
 
 pub use generate::{Generated, generate};
 pub use times::parse_instant;

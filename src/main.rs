@@ -2,5 +2,7 @@
 //! (`cargo install --path .`) and for tests that run it as a separate process.
 
 fn main() -> std::process::ExitCode {
-    kubeforge::cli::main()
+    let code = kubeforge::cli::main();
+    kubeforge::fault::report();
+    code
 }

@@ -1,14 +1,11 @@
-//! The output tree: every file with its bytes and mode, assembled in memory, then written atomically.
-//!
-//! Nothing is written until the whole tree has been built, so a problem anywhere (a bad spec, a CA that does not
-//! match) leaves OUT as it was. Each file is written to a temporary name in its directory, with its final mode
-//! from the start, then renamed over the target: a reader sees the old file or the new one, never half of one. A
-//! file whose bytes and mode are already right is not touched at all.
+//! The output tree: every file with its bytes, mode and metadata, assembled in memory, and what writing it would
+//! change in OUT. Nothing is written until the whole tree has been built, so a problem anywhere (a bad spec, a CA
+//! that does not match) leaves OUT as it was; `crate::txn` then writes the changes as one transaction. A file whose
+//! bytes and mode are already right is not touched at all.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -165,7 +162,19 @@ pub fn changes(tree: &Tree, out: &Path) -> Result<Changes, Error> {
             }
             continue;
         }
-        let same = fs::symlink_metadata(&path).is_ok_and(|m| {
+        let meta = fs::symlink_metadata(&path).ok();
+        if let Some(m) = meta.as_ref().filter(|m| m.is_file() && entry.kind.secret()) {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(Error::new(format!(
+                    "{} has mode {mode:04o}: a secret (a private key or a kubeconfig with one) must not be readable \
+                     by group or others. If it may have been exposed, renew what it belongs to \
+                     (`cargo xtask renew`); otherwise `chmod 600` it and run again.",
+                    path.display()
+                )));
+            }
+        }
+        let same = meta.is_some_and(|m| {
             m.is_file()
                 && m.permissions().mode() & 0o7777 == entry.mode
                 && fs::read(&path).is_ok_and(|b| b == entry.bytes)
@@ -201,94 +210,6 @@ struct OldIndex {
 #[derive(Deserialize)]
 struct OldFile {
     path: String,
-}
-
-/// Writes what `changes` lists, atomically per file, then removes stale files and empty directories they leave.
-pub fn apply(tree: &Tree, changes: &Changes, out: &Path) -> Result<(), Error> {
-    let io = |p: &Path, e: std::io::Error| Error::new(format!("{}: {e}", p.display()));
-    fs::create_dir_all(out).map_err(|e| io(out, e))?;
-    write_files(tree, &changes.write, out)?;
-    for rel in &changes.remove {
-        let path = out.join(rel);
-        fs::remove_file(&path).map_err(|e| io(&path, e))?;
-        let mut dir = path.parent();
-        while let Some(d) = dir.filter(|d| *d != out) {
-            if fs::remove_dir(d).is_err() {
-                break; // not empty
-            }
-            dir = d.parent();
-        }
-    }
-    for (rel, mode) in &tree.dir_modes {
-        let p = out.join(rel);
-        // Only when it differs: a rerun with nothing to do changes nothing, not even a directory's ctime.
-        if fs::metadata(&p).is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o7777 != *mode) {
-            fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).map_err(|e| io(&p, e))?;
-        }
-    }
-    Ok(())
-}
-
-/// How many files [`write_files`] has in flight. Each write waits for the disk (fsync), not for a core, and the
-/// file system commits concurrent syncs together: 11,000 files take ~20 s one at a time, ~1 s sixteen at a time.
-const WRITERS: usize = 16;
-
-/// Writes `paths` (of `tree`, below `out`), each on its own exactly as [`write_file`] does, several at once.
-/// Files are taken in order; after a failure no new file is started, and the failure reported is the first in
-/// `paths` order, which is the one a one-at-a-time loop would have stopped at.
-fn write_files(tree: &Tree, paths: &[String], out: &Path) -> Result<(), Error> {
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
-    let errors: Mutex<Vec<(usize, Error)>> = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..WRITERS.min(paths.len()) {
-            s.spawn(|| {
-                while !failed.load(Ordering::SeqCst) {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(rel) = paths.get(i) else { break };
-                    if let Err(e) = write_file(&tree.files[rel], &out.join(rel)) {
-                        failed.store(true, Ordering::SeqCst);
-                        errors.lock().expect("no writer panics holding it").push((i, e));
-                    }
-                }
-            });
-        }
-    });
-    let errors = errors.into_inner().expect("no writer panics holding it");
-    match errors.into_iter().min_by_key(|(i, _)| *i) {
-        Some((_, e)) => Err(e),
-        None => Ok(()),
-    }
-}
-
-/// One file: written to a temporary name in its directory with its final mode, synced, renamed over `path`.
-fn write_file(entry: &Entry, path: &Path) -> Result<(), Error> {
-    let io = |p: &Path, e: std::io::Error| Error::new(format!("{}: {e}", p.display()));
-    let dir = path.parent().expect("a file has a parent");
-    fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let tmp =
-        dir.join(format!(".{}.kubeforge-{}.tmp", path.file_name().unwrap().to_string_lossy(), std::process::id()));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(entry.mode).open(&tmp)?;
-        // The umask may have narrowed the mode given to open(); set it exactly.
-        f.set_permissions(fs::Permissions::from_mode(entry.mode))?;
-        f.write_all(&entry.bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(io(path, e));
-    }
-    Ok(())
-}
-
-/// Writes `tree` into `out` (a convenience over [`changes`] and [`apply`]).
-pub fn write(tree: &Tree, out: &Path) -> Result<Changes, Error> {
-    let c = changes(tree, out)?;
-    apply(tree, &c, out)?;
-    Ok(c)
 }
 
 #[cfg(test)]

@@ -99,26 +99,6 @@ fn mode_of(p: &Path) -> String {
     format!("{:04o}", m.permissions().mode() & 0o7777)
 }
 
-/// Every file and directory under `dir`, relative and `/`-separated (directories end in `/`), with its metadata.
-fn tree(dir: &Path) -> BTreeMap<String, fs::Metadata> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
-            let p = e.unwrap().path();
-            let m = fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-            if m.is_dir() {
-                stack.push(p);
-                out.insert(format!("{rel}/"), m);
-            } else {
-                out.insert(rel, m);
-            }
-        }
-    }
-    out
-}
-
 fn is_root() -> bool {
     fs::read_to_string("/proc/self/status")
         .ok()
@@ -327,8 +307,12 @@ fn index_invariants() {
 
         // Exactly one entry per file under OUT except index.json, in path order. The only entries without a file
         // are secrets kept sealed (not materialized), whose `sealed` names their encrypted copy.
-        let on_disk: BTreeSet<String> =
-            tree(&out).into_iter().filter(|(p, m)| m.is_file() && p != "index.json").map(|(p, _)| p).collect();
+        // kubeforge's own locks (`.kubeforge/`, ignored by git) are not output.
+        let on_disk: BTreeSet<String> = support::Tree::of(&out)
+            .files()
+            .into_keys()
+            .filter(|p| p != "index.json" && !p.starts_with(".kubeforge/"))
+            .collect();
         let paths: Vec<String> = files(&index).iter().map(|e| s(e, "path").to_string()).collect();
         let mut sorted = paths.clone();
         sorted.sort();
@@ -535,10 +519,12 @@ fn check_roots(index: &Value, roots: &Path, nodes: &[String], set_owner: bool) {
             expected_dirs.insert(format!("{}/", dest.trim_start_matches('/')));
         }
         // Nothing else was written.
-        let got = tree(&root);
-        let got_files: BTreeSet<String> = got.iter().filter(|(_, m)| !m.is_dir()).map(|(p, _)| p.clone()).collect();
+        let got = support::Tree::of(&root).0;
+        let got_files: BTreeSet<String> =
+            got.iter().filter(|(_, n)| n.bytes.is_some()).map(|(p, _)| p.clone()).collect();
         assert_eq!(got_files, expected_files, "{node}: the files under its root must be exactly its index entries");
-        let got_dirs: BTreeSet<String> = got.iter().filter(|(_, m)| m.is_dir()).map(|(p, _)| p.clone()).collect();
+        let got_dirs: BTreeSet<String> =
+            got.iter().filter(|(_, n)| n.bytes.is_none()).map(|(p, _)| p.clone()).collect();
         assert_eq!(got_dirs, expected_dirs, "{node}: directories other than the index's and their parents");
     }
     let extra: Vec<String> = fs::read_dir(roots)
@@ -724,6 +710,6 @@ fn ansible_playbook_refuses_sealed_secrets() {
             "the failure must say to materialize {node}:\n{output}"
         );
     }
-    let written: Vec<String> = tree(&ansible.roots).into_keys().collect();
+    let written: Vec<String> = support::Tree::of(&ansible.roots).0.into_keys().collect();
     assert!(written.is_empty(), "nothing may be written before the check: {written:?}");
 }

@@ -900,3 +900,182 @@ fn a_leaf_from_another_ca_stops_the_run() {
         &["apiserver"],
     );
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Hostile or mistaken input: every file the spec or the command line names is checked, no message quotes what
+// could be a secret, and a run that refuses writes nothing.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A fresh demo OUT (seeded) and its spec, in a temp dir.
+fn demo(name: &str) -> (support::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let tmp = support::temp_dir(name);
+    let spec = tmp.path().join("cluster.yaml");
+    fs::write(&spec, kubeforge::DEMO_SPEC).unwrap();
+    let out = tmp.path().join("out");
+    cli_ok(
+        "gen",
+        &args(&["--spec", spec.to_str().unwrap(), "--out", out.to_str().unwrap(), "--seed", "1", "--now", NOW]),
+    );
+    (tmp, spec, out)
+}
+
+/// `kubeforge CMD ARGS` fails with every one of `expect` in its message, quotes no key material of `out`, and
+/// changes nothing in `out` (kubeforge's own .kubeforge/ aside).
+fn refused(cmd: &str, a: &[String], out: &Path, expect: &[&str]) -> String {
+    let all = if out.exists() { secrets(out) } else { BTreeSet::new() };
+    let before = support::Tree::of(out);
+    let err = cli_err(cmd, a, &format!("{expect:?}"));
+    for e in expect {
+        assert!(err.contains(e), "expected {e:?} in:\n{err}");
+    }
+    let leaked = leaks(cmd, &err, &all);
+    assert!(leaked.is_empty(), "{leaked:?}");
+    let changed: Vec<String> =
+        before.diff(&support::Tree::of(out)).into_iter().filter(|d| !d.starts_with(".kubeforge/")).collect();
+    assert_eq!(changed, Vec::<String>::new(), "a refused run changed OUT");
+    err
+}
+
+#[test]
+fn a_chain_must_hold_ca_certificates_and_nothing_else() {
+    let (tmp, _, out) = demo("hostile-chain");
+    let key = fs::read_to_string(out.join("pki/ca.key")).unwrap();
+    let ca = out.join("pki/ca.crt");
+    let junk = tmp.path().join("junk.pem");
+    fs::write(&junk, "this is not a certificate\n").unwrap();
+    let leaf = out.join("pki/nodes/cp-1/apiserver.crt");
+    for (name, chain, expect) in [
+        ("the CA's own key", out.join("pki/ca.key"), "holds a private key"),
+        ("junk text", junk.clone(), "chain"),
+        ("a leaf certificate", leaf, "is not a CA certificate"),
+    ] {
+        let spec = tmp.path().join("byo.yaml");
+        let text = kubeforge::DEMO_SPEC.replace(
+            "pki:\n",
+            &format!(
+                "pki:\n  cas:\n    ca: {{cert: {}, key: {}, chain: {}}}\n",
+                ca.display(),
+                out.join("pki/ca.key").display(),
+                chain.display()
+            ),
+        );
+        fs::write(&spec, text).unwrap();
+        let fresh = tmp.path().join(format!("fresh-{}", name.replace(' ', "-")));
+        let err = refused(
+            "gen",
+            &args(&["--spec", spec.to_str().unwrap(), "--out", fresh.to_str().unwrap()]),
+            &fresh,
+            &[expect],
+        );
+        assert!(!err.contains(key.lines().nth(1).unwrap()), "{name}: the key is quoted");
+        assert!(
+            !fresh.exists() || support::Tree::of(&fresh).files().keys().all(|p| p.starts_with(".kubeforge/")),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_secret_or_a_device_given_as_the_spec_is_refused_without_showing_it() {
+    let (tmp, _, out) = demo("hostile-spec-file");
+    for secret in ["pki/ca.key", "pki/sa.key", "pki/encryption/key-1.key", "admin.conf"] {
+        let path = out.join(secret);
+        let text = fs::read_to_string(&path).unwrap();
+        let fresh = tmp.path().join("fresh");
+        let err = refused(
+            "gen",
+            &args(&["--spec", path.to_str().unwrap(), "--out", fresh.to_str().unwrap()]),
+            &fresh,
+            &["invalid cluster spec"],
+        );
+        for line in text.lines().filter(|l| l.len() > 16 && !l.starts_with("-----")) {
+            let probe = &line[..16.min(line.len())];
+            assert!(!err.contains(probe.trim()), "{secret}: the error quotes its content:\n{err}");
+        }
+        assert!(!fresh.exists(), "{secret}: nothing is written for a bad spec");
+    }
+    let o = cli("plan", &args(&["--spec", "/dev/zero", "--out", out.to_str().unwrap()]));
+    assert_eq!(o.code, 1);
+    assert!(o.text.contains("not a regular file"), "{}", o.text);
+    let big = tmp.path().join("big.yaml");
+    fs::File::create(&big).unwrap().set_len(kubeforge::input::SPEC_LIMIT + 1).unwrap();
+    let o = cli("plan", &args(&["--spec", big.to_str().unwrap(), "--out", out.to_str().unwrap()]));
+    assert!(o.code == 1 && o.text.contains("bytes, more than"), "{}", o.text);
+}
+
+#[test]
+fn a_clock_x509_cannot_write_is_a_clear_error() {
+    let tmp = support::temp_dir("hostile-clock");
+    let out = tmp.path().join("out");
+    for (now, expect) in [
+        ("9999-06-01T00:00:00Z", "9999-12-31T23:59:59Z"),
+        ("0000-01-01T00:00:00Z", "1950-01-01T00:00:00Z"),
+        ("2030-01-01T00:00:00Z", ""),
+    ] {
+        let o = cli("gen", &args(&["--out", out.to_str().unwrap(), "--now", now]));
+        if expect.is_empty() {
+            assert_eq!(o.code, 0, "{o:?}");
+            continue;
+        }
+        assert_eq!(o.code, 1, "{now}: {o:?}");
+        assert!(o.text.contains("X.509") && o.text.contains(expect), "{now}: {}", o.text);
+    }
+    let o = cli("check", &args(&["--out", out.to_str().unwrap(), "--now", "9999-12-31T23:59:59Z"]));
+    assert_eq!(o.code, 1, "everything has expired by then: {o:?}");
+}
+
+#[test]
+fn a_deleted_ca_is_diagnosed_and_never_recreated() {
+    let (_tmp, spec, out) = demo("hostile-deleted-ca");
+    fs::remove_file(out.join("pki/ca.crt")).unwrap();
+    fs::remove_file(out.join("pki/ca.key")).unwrap();
+    let base = args(&["--spec", spec.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    refused("gen", &base, &out, &["CA ca", "deleted", "restore both files"]);
+    refused("renew", &[args(&["all"]), base.clone()].concat(), &out, &["CA ca", "deleted"]);
+    assert!(!out.join("pki/ca.crt").exists() && !out.join("pki/ca.key").exists(), "no CA was created");
+    // An empty OUT is no excuse either: renew never creates a CA.
+    let empty = out.with_file_name("empty");
+    let err = cli_err("renew", &args(&["all", "--out", empty.to_str().unwrap()]), "renew on nothing");
+    assert!(err.contains("never creates a CA"), "{err}");
+    assert!(!empty.join("pki").exists());
+}
+
+#[test]
+fn a_readable_key_anywhere_in_out_stops_the_run() {
+    let (_tmp, spec, out) = demo("hostile-bundle-key");
+    let key = out.join("nodes/worker-1/var/lib/kubelet/pki/kubelet.key");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let base = args(&["--spec", spec.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    refused("gen", &base, &out, &["kubelet.key", "0644", "renew"]);
+    let mode = fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "not silently re-moded");
+    let conf = out.join("nodes/cp-1/etc/kubernetes/admin.conf");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(&conf, fs::Permissions::from_mode(0o640)).unwrap();
+    refused("gen", &base, &out, &["admin.conf", "0640"]);
+}
+
+#[test]
+fn a_file_where_a_directory_belongs_stops_the_run_before_any_write() {
+    let tmp = support::temp_dir("hostile-pki-file");
+    let out = tmp.path().join("out");
+    fs::create_dir_all(&out).unwrap();
+    fs::write(out.join("pki"), "not a directory\n").unwrap();
+    let err = refused(
+        "gen",
+        &args(&["--out", out.to_str().unwrap()]),
+        &out,
+        &["pki", "is a file where kubeforge needs a directory"],
+    );
+    assert!(err.contains("Nothing was written"), "{err}");
+    let files: Vec<String> =
+        support::Tree::of(&out).files().into_keys().filter(|p| !p.starts_with(".kubeforge/")).collect();
+    assert_eq!(files, ["pki"]);
+    // A symbolic link that would take writes elsewhere is refused the same way.
+    fs::remove_file(out.join("pki")).unwrap();
+    let elsewhere = tmp.path().join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, out.join("nodes")).unwrap();
+    refused("gen", &args(&["--out", out.to_str().unwrap()]), &out, &["symbolic link"]);
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+}

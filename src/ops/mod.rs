@@ -180,6 +180,7 @@ impl Context {
 
     /// `plan`: what `gen` would change and why; writes nothing and needs no private key.
     pub fn plan(&self) -> Result<RunReport, Error> {
+        let _read = crate::txn::read_lock(&self.out)?;
         if let Some(reason) = self.public_only()? {
             return self.public_plan(reason);
         }
@@ -195,10 +196,11 @@ impl Context {
             r.command = "gen";
             return Ok(r);
         }
+        let lock = if o.dry_run { None } else { Some(crate::txn::lock(&self.out)?) };
         let (store, sealing) = self.open_store(o.materialize.as_deref())?;
         let run = self.prepare(&store, sealing.as_ref(), &Policy::default())?;
-        if !o.dry_run {
-            self.commit(&run.generated.tree, &run.changes)?;
+        if let Some(lock) = &lock {
+            crate::txn::commit(lock, &run.generated.tree, &run.changes)?;
         }
         Ok(self.report("gen", &run, !o.dry_run, None))
     }
@@ -229,9 +231,10 @@ impl Context {
             }
         }
         let policy = Policy { renew: names.to_vec(), keep_keys };
+        let lock = crate::txn::lock(&self.out)?;
         let (store, sealing) = self.open_store(None)?;
         let run = self.prepare(&store, sealing.as_ref(), &policy)?;
-        self.commit(&run.generated.tree, &run.changes)?;
+        crate::txn::commit(&lock, &run.generated.tree, &run.changes)?;
         Ok(self.report("renew", &run, true, None))
     }
 
@@ -252,6 +255,7 @@ impl Context {
         if cas.is_empty() {
             return Ok(report);
         }
+        let lock = crate::txn::lock(&self.out)?;
         let (store, _) = self.open_store(None)?;
         if store.is_sealed() {
             return Err(Error::new(
@@ -288,7 +292,7 @@ impl Context {
         report.signing_guide = Some(guide);
         let mut changes = output::changes(&tree, &self.out)?;
         changes.remove.clear(); // a partial tree: never remove anything
-        self.commit(&tree, &changes)?;
+        crate::txn::commit(&lock, &tree, &changes)?;
         Ok(report)
     }
 
@@ -297,6 +301,7 @@ impl Context {
     pub fn import_signed(&self, dir: &Path) -> Result<RunReport, Error> {
         let requests = crate::pki::plan::requests(&self.cluster);
         let cas = crate::pki::external::keyless_cas(&self.cluster, &requests);
+        let lock = crate::txn::lock(&self.out)?;
         let (store, sealing) = self.open_store(None)?;
         let found = crate::input::files_with_extension(dir, "crt")?;
         if found.is_empty() {
@@ -345,13 +350,14 @@ impl Context {
             Imported { source: dir.display().to_string(), node: None, files: overlay.keys().cloned().collect() };
         let store = store.with_overlay(overlay);
         let run = self.prepare(&store, sealing.as_ref(), &Policy::default())?;
-        self.commit(&run.generated.tree, &run.changes)?;
+        crate::txn::commit(&lock, &run.generated.tree, &run.changes)?;
         Ok(self.report("import-signed", &run, true, Some(imported)))
     }
 
     /// `import-kubeadm`: adopt a kubeadm node's /etc/kubernetes (CAs, keys, certificates, the kubeconfigs' client
     /// certificates) as node `node`, then generate, in one run.
     pub fn import_kubeadm(&self, dir: &Path, node: &str) -> Result<RunReport, Error> {
+        let lock = crate::txn::lock(&self.out)?;
         let (store, sealing) = self.open_store(None)?;
         if store.is_sealed() {
             return Err(Error::new("import-kubeadm: works into an empty OUT without pki.encryption.age"));
@@ -364,13 +370,8 @@ impl Context {
         };
         let store = store.with_overlay(overlay);
         let run = self.prepare(&store, sealing.as_ref(), &Policy::default())?;
-        self.commit(&run.generated.tree, &run.changes)?;
+        crate::txn::commit(&lock, &run.generated.tree, &run.changes)?;
         Ok(self.report("import-kubeadm", &run, true, Some(imported)))
-    }
-
-    /// Writes `changes` of `tree` into OUT.
-    fn commit(&self, tree: &Tree, changes: &Changes) -> Result<(), Error> {
-        output::apply(tree, changes, &self.out)
     }
 
     fn summary(&self) -> ClusterSummary {
@@ -538,6 +539,7 @@ fn split_id(id: &str) -> (Option<&str>, Option<&str>) {
 /// `check`: every certificate kubeforge knows (the store's, plus CAs that only the index knows, such as an
 /// external etcd's), with its expiry; reads only public files.
 pub fn check(out: &Path, now: OffsetDateTime, within: i64) -> Result<CheckReport, Error> {
+    let _read = crate::txn::read_lock(out)?;
     let store = Store::plain(&out.join(layout::STORE));
     if !store.dir.is_dir() {
         return Err(Error::new(format!(

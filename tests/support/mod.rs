@@ -495,6 +495,10 @@ impl Tree {
                 if m.is_dir() {
                     out.insert(format!("{rel}/"), node(None));
                     stack.push(p);
+                } else if m.file_type().is_symlink() {
+                    // Never followed: recorded as where it points.
+                    let target = fs::read_link(&p).unwrap();
+                    out.insert(rel, node(Some(format!("symlink -> {}", target.display()).into_bytes())));
                 } else {
                     out.insert(rel, node(Some(fs::read(&p).unwrap())));
                 }

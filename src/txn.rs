@@ -1,0 +1,445 @@
+//! Whole-tree transactions on OUT, one writer at a time.
+//!
+//! A run either leaves the previous tree or the complete new one, file by file, whatever stops it (kill -9,
+//! Ctrl-C, a full disk, a power cut), and the next run finishes or rolls back what an interrupted one left. The
+//! design is git's: an exclusive lock, the new state written beside the old, one atomic rename to commit, batched
+//! syncs.
+//!
+//! Everything lives in `OUT/.kubeforge/` (mode 0700, with a `.gitignore` of `*`, so git never sees it):
+//! - `lock`: every command that writes holds an exclusive `flock` on it for its whole run (the kernel releases it
+//!   when the process dies, so a lock is never stale); a second writer is refused with the holder's pid;
+//! - `switch.lock`: held exclusively while the tree switches; read-only commands (`plan`, `check`) hold it shared
+//!   while they read, so they never see a half-switched tree and never wait on a long run's key generation;
+//! - `txn/new/<path>`: every file the run changes, written with its final mode (no sync per file);
+//! - `txn/journal`: the list of writes, removals and directory modes, made durable with one `syncfs` of the
+//!   staged files, then its own fsync and an atomic rename: **the commit point**.
+//!
+//! After the commit, the staged files are renamed into place, then files that are no longer needed are removed
+//! (so removals happen only once the new tree is complete), directory modes set, one more `syncfs`, and the
+//! journal deleted. A run that stops before the commit point left OUT untouched: its `txn/` is deleted by the next
+//! run. A run that stops after it left a journal: the next run (any command) rolls it forward; every step of that
+//! is idempotent. A full disk can only stop a run before the commit point: the staged files and every directory
+//! the new tree needs are created first.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::fault::point;
+use crate::output::{Changes, Tree};
+
+/// kubeforge's own directory in OUT.
+pub const DIR: &str = ".kubeforge";
+const WRITE_LOCK: &str = "lock";
+const SWITCH_LOCK: &str = "switch.lock";
+const TXN: &str = "txn";
+const STAGED: &str = "new";
+const JOURNAL: &str = "journal";
+/// The directories of OUT a transaction creates before its commit point, so that a rollback removes them.
+const MKDIRS: &str = "mkdirs";
+
+/// The writer lock of OUT, held for a whole run; released when dropped or when the process dies.
+pub struct WriteLock {
+    out: PathBuf,
+    _file: File,
+}
+
+/// A read-only command's hold on OUT: no tree switches while it is held.
+pub struct ReadLock {
+    _file: Option<File>,
+}
+
+/// What a committed transaction does, as recorded in `txn/journal`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Journal {
+    /// Paths relative to OUT whose new content is staged in `txn/new/<path>`.
+    write: Vec<String>,
+    /// Paths relative to OUT to remove once every write is in place.
+    remove: Vec<String>,
+    /// Directories (relative to OUT) and their modes.
+    dir_modes: Vec<(String, u32)>,
+}
+
+fn io_err(what: &Path, e: io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        return Error::new(format!(
+            "{}: no space left on the device. Nothing in OUT changed (the previous tree is intact); free some space \
+             and run again.",
+            what.display()
+        ));
+    }
+    Error::new(format!("{}: {e}", what.display()))
+}
+
+fn dir(out: &Path) -> PathBuf {
+    out.join(DIR)
+}
+
+/// Creates OUT and `OUT/.kubeforge` (0700, ignored by git) if needed.
+fn prepare_dir(out: &Path) -> Result<(), Error> {
+    fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
+    let d = dir(out);
+    if !d.is_dir() {
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&d)
+            .or_else(|e| if d.is_dir() { Ok(()) } else { Err(e) })
+            .map_err(|e| io_err(&d, e))?;
+    }
+    let ignore = d.join(".gitignore");
+    if !ignore.exists() {
+        fs::write(&ignore, "# kubeforge's locks and transactions: never committed.\n*\n")
+            .map_err(|e| io_err(&ignore, e))?;
+    }
+    Ok(())
+}
+
+fn open_lock(path: &Path) -> Result<File, Error> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io_err(path, e))
+}
+
+/// Who holds the flock on `file`, from /proc/locks: "pid 1234 (kubeforge)".
+fn holder(file: &File) -> Option<String> {
+    let meta = file.metadata().ok()?;
+    let dev = meta.dev();
+    let id = format!("{:02x}:{:02x}:{}", libc::major(dev), libc::minor(dev), meta.ino());
+    let locks = fs::read_to_string("/proc/locks").ok()?;
+    let pid = locks.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&id.as_str()))
+            .then(|| f.get(4).map(|p| p.to_string()))
+            .flatten()
+    })?;
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    Some(format!("pid {pid}{}", if comm.trim().is_empty() { String::new() } else { format!(" ({})", comm.trim()) }))
+}
+
+/// Takes the writer lock of OUT (creating OUT if needed), then finishes or rolls back what an interrupted run
+/// left. Fails at once, naming the holder, if another run holds it.
+pub fn lock(out: &Path) -> Result<WriteLock, Error> {
+    prepare_dir(out)?;
+    let path = dir(out).join(WRITE_LOCK);
+    let file = open_lock(&path)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            return Err(Error::new(format!(
+                "{} is being written by another kubeforge run ({}): one writer at a time. Wait for it to finish and \
+                 run again.",
+                out.display(),
+                holder(&file).unwrap_or_else(|| "its pid is not known here".into())
+            )));
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(io_err(&path, e)),
+    }
+    let lock = WriteLock { out: out.to_path_buf(), _file: file };
+    recover(&lock)?;
+    Ok(lock)
+}
+
+/// A read-only command's view of OUT: waits while a tree switches, and finishes a switch an interrupted run left.
+/// Where OUT cannot be written at all (a read-only checkout), nothing can switch it either: no lock is needed.
+pub fn read_lock(out: &Path) -> Result<ReadLock, Error> {
+    if !out.is_dir() {
+        return Ok(ReadLock { _file: None });
+    }
+    loop {
+        if prepare_dir(out).is_err() {
+            return Ok(ReadLock { _file: None });
+        }
+        let Ok(file) = open_lock(&dir(out).join(SWITCH_LOCK)) else { return Ok(ReadLock { _file: None }) };
+        file.lock_shared().map_err(|e| io_err(&dir(out).join(SWITCH_LOCK), e))?;
+        let txn = dir(out).join(TXN);
+        if !txn.join(JOURNAL).exists() {
+            if txn.exists() {
+                // An uncommitted transaction: the tree is the old one. If no run is writing, tidy it up now.
+                if let Ok(w) = open_lock(&dir(out).join(WRITE_LOCK))
+                    && w.try_lock().is_ok()
+                {
+                    let _ = rollback(out);
+                }
+            }
+            return Ok(ReadLock { _file: Some(file) });
+        }
+        // A committed journal and no switch in progress: a run stopped mid-switch. Finish it as a writer would.
+        drop(file);
+        let path = dir(out).join(WRITE_LOCK);
+        let w = open_lock(&path)?;
+        w.lock().map_err(|e| io_err(&path, e))?;
+        recover(&WriteLock { out: out.to_path_buf(), _file: w })?;
+    }
+}
+
+/// Finishes a committed transaction, or removes an uncommitted one.
+fn recover(lock: &WriteLock) -> Result<(), Error> {
+    let txn = dir(&lock.out).join(TXN);
+    if !txn.exists() {
+        return Ok(());
+    }
+    let journal = txn.join(JOURNAL);
+    if journal.exists() {
+        let text = crate::input::read_text(&journal, "an interrupted run's journal", crate::input::FILE_LIMIT)?;
+        let j: Journal = serde_json::from_str(&text).map_err(|e| {
+            Error::new(format!(
+                "{}: not a kubeforge journal ({e}); look at OUT, then remove {} to continue",
+                journal.display(),
+                txn.display()
+            ))
+        })?;
+        let switch = switch_lock(&lock.out)?;
+        apply(&lock.out, &j)?;
+        finish(&lock.out)?;
+        drop(switch);
+        return Ok(());
+    }
+    rollback(&lock.out)
+}
+
+/// Removes an uncommitted transaction: its staged files, and the directories it made in OUT (deepest first, and
+/// only where still empty).
+fn rollback(out: &Path) -> Result<(), Error> {
+    let txn = dir(out).join(TXN);
+    if let Ok(list) = fs::read_to_string(txn.join(MKDIRS)) {
+        let safe = |d: &&str| !d.starts_with('/') && d.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+        for d in list.lines().filter(safe).collect::<Vec<_>>().iter().rev() {
+            let _ = fs::remove_dir(out.join(d));
+        }
+    }
+    match fs::remove_dir_all(&txn) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&txn, e)),
+        _ => Ok(()),
+    }
+}
+
+fn switch_lock(out: &Path) -> Result<File, Error> {
+    let path = dir(out).join(SWITCH_LOCK);
+    let f = open_lock(&path)?;
+    f.lock().map_err(|e| io_err(&path, e))?;
+    Ok(f)
+}
+
+/// A path of OUT that kubeforge may create: relative, `/`-separated, no `.`/`..`, and every existing ancestor a
+/// real directory (never a file or a symlink that would take a write elsewhere).
+fn check_target(out: &Path, rel: &str) -> Result<(), Error> {
+    let safe = !rel.starts_with('/') && rel.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+    if !safe {
+        return Err(Error::new(format!("refusing to write {rel:?}: not a plain path inside OUT")));
+    }
+    let mut p = out.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        p.push(part);
+        let Ok(m) = fs::symlink_metadata(&p) else { return Ok(()) };
+        let last = i + 1 == parts.len();
+        if !last && !m.is_dir() {
+            let what = if m.file_type().is_symlink() { "a symbolic link" } else { "a file" };
+            return Err(Error::new(format!(
+                "{} is {what} where kubeforge needs a directory (for {rel}); move it away and run again. Nothing was \
+                 written.",
+                p.display()
+            )));
+        }
+        if last && m.is_dir() {
+            return Err(Error::new(format!(
+                "{} is a directory where kubeforge writes a file; move it away and run again. Nothing was written.",
+                p.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Writes `changes` of `tree` into OUT as one transaction (see the module's documentation). `lock` proves the
+/// caller is the one writer.
+pub fn commit(lock: &WriteLock, tree: &Tree, changes: &Changes) -> Result<(), Error> {
+    let out = &lock.out;
+    let mut dir_modes: Vec<(String, u32)> = Vec::new();
+    for (rel, mode) in &tree.dir_modes {
+        let p = out.join(rel);
+        // Only when it differs: a rerun with nothing to do changes nothing, not even a directory's ctime.
+        let differs = fs::metadata(&p).map_or(true, |m| m.permissions().mode() & 0o7777 != *mode);
+        let needed = differs && (p.is_dir() || changes.write.iter().any(|w| w.starts_with(&format!("{rel}/"))));
+        if needed {
+            dir_modes.push((rel.clone(), *mode));
+        }
+    }
+    if changes.write.is_empty() && changes.remove.is_empty() && dir_modes.is_empty() {
+        return Ok(());
+    }
+    for rel in changes.write.iter().chain(&changes.remove) {
+        check_target(out, rel)?;
+    }
+    let journal = Journal { write: changes.write.clone(), remove: changes.remove.clone(), dir_modes };
+    let txn = dir(out).join(TXN);
+    let mut created = Vec::new();
+    if let Err(e) = stage(out, tree, &journal, &mut created) {
+        // Before the commit point: the old tree stands. Take back what this run made.
+        let _ = fs::remove_dir_all(&txn);
+        for d in created.iter().rev() {
+            let _ = fs::remove_dir(d);
+        }
+        return Err(e);
+    }
+    // The journal is durable: from here on the new tree is what OUT holds, whatever happens.
+    let switch = switch_lock(out)?;
+    apply(out, &journal)?;
+    finish(out)?;
+    drop(switch);
+    Ok(())
+}
+
+/// Everything before the commit point: the staged files, the directories the new tree needs, one sync, the
+/// journal. `created` collects the directories made in OUT, for a rollback.
+fn stage(out: &Path, tree: &Tree, j: &Journal, created: &mut Vec<PathBuf>) -> Result<(), Error> {
+    let txn = dir(out).join(TXN);
+    let staged = txn.join(STAGED);
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(&staged).map_err(|e| io_err(&staged, e))?;
+    write_staged(tree, &j.write, &staged)?;
+    // Every directory the new tree needs exists before the commit, so the switch itself needs no new space. They
+    // are listed first, so that the rollback of a run killed here removes them.
+    let mut missing: Vec<String> = Vec::new();
+    for rel in &j.write {
+        let parts: Vec<&str> = rel.split('/').collect();
+        for i in 0..parts.len() - 1 {
+            let d = parts[..=i].join("/");
+            if !missing.contains(&d) && !out.join(&d).is_dir() {
+                missing.push(d);
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let list = txn.join(MKDIRS);
+        point("mkdirs").map_err(|e| io_err(&list, e))?;
+        fs::write(&list, missing.join("\n")).map_err(|e| io_err(&list, e))?;
+    }
+    let modes: std::collections::BTreeMap<&str, u32> = j.dir_modes.iter().map(|(d, m)| (d.as_str(), *m)).collect();
+    for d in &missing {
+        let p = out.join(d);
+        let mode = modes.get(d.as_str()).copied().unwrap_or(0o755);
+        point("mkdir").map_err(|e| io_err(&p, e))?;
+        fs::DirBuilder::new().mode(mode).create(&p).map_err(|e| io_err(&p, e))?;
+        created.push(p);
+    }
+    sync(out)?;
+    let tmp = txn.join(format!("{JOURNAL}.tmp"));
+    let text = serde_json::to_string(j).expect("a journal serializes");
+    point("journal").map_err(|e| io_err(&tmp, e))?;
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(|e| io_err(&tmp, e))?;
+    f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| io_err(&tmp, e))?;
+    point("commit").map_err(|e| io_err(&tmp, e))?;
+    fs::rename(&tmp, txn.join(JOURNAL)).map_err(|e| io_err(&tmp, e))?;
+    File::open(&txn).and_then(|d| d.sync_all()).map_err(|e| io_err(&txn, e))?;
+    Ok(())
+}
+
+/// Writes the staged copies, several at once (no sync per file: one `syncfs` follows).
+fn write_staged(tree: &Tree, paths: &[String], staged: &Path) -> Result<(), Error> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let errors: Mutex<Vec<(usize, Error)>> = Mutex::new(Vec::new());
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8).min(paths.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                while !failed.load(Ordering::SeqCst) {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(rel) = paths.get(i) else { break };
+                    let entry = &tree.files[rel];
+                    let path = staged.join(rel);
+                    let r = (|| {
+                        if let Some(d) = path.parent() {
+                            fs::DirBuilder::new().recursive(true).mode(0o700).create(d)?;
+                        }
+                        point("stage")?;
+                        let mut f = OpenOptions::new().write(true).create_new(true).mode(entry.mode).open(&path)?;
+                        // The umask may have narrowed the mode given to open(); set it exactly.
+                        f.set_permissions(fs::Permissions::from_mode(entry.mode))?;
+                        f.write_all(&entry.bytes)
+                    })();
+                    if let Err(e) = r {
+                        failed.store(true, Ordering::SeqCst);
+                        errors.lock().expect("no writer panics holding it").push((i, io_err(&path, e)));
+                    }
+                }
+            });
+        }
+    });
+    match errors.into_inner().expect("no writer panics holding it").into_iter().min_by_key(|(i, _)| *i) {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// After the commit point (also when rolling forward an interrupted run): every step idempotent.
+fn apply(out: &Path, j: &Journal) -> Result<(), Error> {
+    let staged = dir(out).join(TXN).join(STAGED);
+    for rel in &j.write {
+        let from = staged.join(rel);
+        let to = out.join(rel);
+        if !from.exists() {
+            continue; // renamed by the run that was interrupted
+        }
+        if let Some(d) = to.parent() {
+            fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
+        }
+        point("rename").map_err(|e| io_err(&to, e))?;
+        fs::rename(&from, &to).map_err(|e| io_err(&to, e))?;
+    }
+    for rel in &j.remove {
+        let path = out.join(rel);
+        point("remove").map_err(|e| io_err(&path, e))?;
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path, e)),
+        }
+        let mut d = path.parent();
+        while let Some(p) = d.filter(|p| *p != out) {
+            if fs::remove_dir(p).is_err() {
+                break; // not empty
+            }
+            d = p.parent();
+        }
+    }
+    for (rel, mode) in &j.dir_modes {
+        let p = out.join(rel);
+        if p.is_dir() {
+            fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).map_err(|e| io_err(&p, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the switch durable, then forgets the transaction: the journal first (the commit record), then the rest.
+fn finish(out: &Path) -> Result<(), Error> {
+    sync(out)?;
+    let txn = dir(out).join(TXN);
+    point("finish").map_err(|e| io_err(&txn, e))?;
+    fs::remove_file(txn.join(JOURNAL)).map_err(|e| io_err(&txn, e))?;
+    fs::remove_dir_all(&txn).map_err(|e| io_err(&txn, e))
+}
+
+/// One `syncfs(2)` of OUT's file system: every file written so far is on disk (git's batched fsync, instead of
+/// one fsync per file).
+fn sync(out: &Path) -> Result<(), Error> {
+    point("sync").map_err(|e| io_err(out, e))?;
+    let f = File::open(out).map_err(|e| io_err(out, e))?;
+    // SAFETY: syncfs takes a valid open file descriptor, which `f` holds for the duration of the call.
+    let r = unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) };
+    if r != 0 {
+        return Err(io_err(out, io::Error::last_os_error()));
+    }
+    Ok(())
+}
