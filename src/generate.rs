@@ -127,24 +127,8 @@ pub fn files(cluster: &Cluster, pki: &Pki) -> Tree {
             tree.add(path(&k.dest()), text, Kind::Kubeconfig).cert = Some(cert_ref(client));
         }
 
-        let kubelet = crate::render::KubeletConfig {
-            node: &node.name,
-            cluster_dns: cluster.service_cidrs[0].nth(10).to_string(),
-            cluster_domain: &cluster.dns_domain,
-            protect_kernel_defaults: cluster.security.protect_kernel_defaults,
-            cipher_suites: &cluster.security.cipher_suites,
-            tls_min_version: &cluster.security.tls_min_version,
-            client_ca_file: layout::crt(ProfileId::Ca),
-            tls_cert_file: layout::crt(ProfileId::KubeletServing),
-            tls_private_key_file: layout::key(ProfileId::KubeletServing),
-            static_pod_path: layout::MANIFESTS_DIR,
-        };
-        let kubelet_uses = kubelet.uses();
-        tree.add(
-            path(layout::KUBELET_CONFIG),
-            finish(kubelet.render().expect("kubelet config template")),
-            Kind::KubeletConfig,
-        );
+        let (text, kubelet_uses) = crate::render::kubelet::config(cluster, node);
+        tree.add(path(layout::KUBELET_CONFIG), text, Kind::KubeletConfig);
 
         if cp {
             if cluster.security.audit.is_some() {

@@ -22,6 +22,7 @@ pub mod security;
 pub mod spec;
 pub mod times;
 pub mod txn;
+pub mod versions;
 
 pub use generate::{Generated, generate};
 pub use times::parse_instant;

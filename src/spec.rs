@@ -39,8 +39,22 @@ pub struct RawSpec {
     pub host_ca_cert_dirs: Vec<String>,
     #[serde(default)]
     pub security: crate::security::RawSecurity,
+    /// Kubelet settings for every node (`nodes[].kubelet` for one node).
+    #[serde(default)]
+    pub kubelet: RawKubelet,
     pub nodes: Vec<RawNode>,
 }
+
+/// Kubelet settings: at the cluster level, and per node over them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawKubelet {
+    /// The CRI socket (KubeletConfiguration `containerRuntimeEndpoint`, kubeadm's `nodeRegistration.criSocket`).
+    pub container_runtime_endpoint: Option<String>,
+}
+
+/// containerd's socket, kubeadm's default `criSocket` when containerd is found.
+pub const DEFAULT_CRI_SOCKET: &str = "unix:///var/run/containerd/containerd.sock";
 
 /// kubeadm's default `clusterName`.
 fn default_name() -> String {
@@ -174,6 +188,8 @@ pub struct RawNode {
     pub address: String,
     #[serde(default)]
     pub sans: Vec<String>,
+    #[serde(default)]
+    pub kubelet: RawKubelet,
 }
 
 /// A validated cluster: every value parsed, every default applied.
@@ -203,6 +219,8 @@ pub struct Cluster {
     pub sealed_to: Option<Vec<String>>,
     /// CAs given in `pki.cas`, by profile name.
     pub provided_cas: std::collections::BTreeMap<String, ProvidedCa>,
+    /// `kubelet.containerRuntimeEndpoint` (default containerd's socket).
+    pub cri_socket: String,
     pub nodes: Vec<Node>,
 }
 
@@ -238,6 +256,11 @@ impl Cluster {
     pub fn stacked_etcd(&self) -> bool {
         matches!(self.etcd, Etcd::Stacked)
     }
+
+    /// What kubeadm of this cluster's minor writes differently from the others.
+    pub fn facts(&self) -> &'static crate::versions::Facts {
+        crate::versions::facts(self.version.minor).expect("validated: a supported minor")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -251,9 +274,6 @@ impl fmt::Display for Version {
         write!(f, "v1.{}.{}", self.minor, self.patch)
     }
 }
-
-/// The Kubernetes minor versions kubeforge knows the kubeadm output of (kubeadm-facts §6).
-pub const SUPPORTED_MINORS: std::ops::RangeInclusive<u32> = 31..=34;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -273,11 +293,18 @@ pub struct Node {
     pub role: Role,
     pub address: IpAddr,
     pub sans: Vec<San>,
+    /// `nodes[].kubelet.containerRuntimeEndpoint`, if set.
+    pub cri_socket: Option<String>,
 }
 
 impl Node {
     pub fn is_control_plane(&self) -> bool {
         self.role == Role::ControlPlane
+    }
+
+    /// The node's CRI socket: its own, else the cluster's.
+    pub fn container_runtime_endpoint<'a>(&'a self, c: &'a Cluster) -> &'a str {
+        self.cri_socket.as_deref().unwrap_or(&c.cri_socket)
     }
 }
 
@@ -449,7 +476,7 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
     }
     let version = parse_version(&raw.kubernetes_version).unwrap_or_else(|m| {
         c.fail("kubernetesVersion", m);
-        Version { minor: *SUPPORTED_MINORS.end(), patch: 0 }
+        Version { minor: crate::versions::minors().last().expect("a supported minor"), patch: 0 }
     });
     let endpoint = if raw.control_plane_endpoint.is_empty() {
         None
@@ -481,6 +508,8 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
         Some(x) => Etcd::External(external_etcd(&mut c, file, x)),
     };
     let nodes = validate_nodes(&mut c, &raw.nodes);
+    let cluster_cri =
+        cri_socket(&mut c, "kubelet.containerRuntimeEndpoint", raw.kubelet.container_runtime_endpoint.as_deref());
 
     if !c.problems.is_empty() {
         return Err(c.problems);
@@ -503,8 +532,24 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
         security,
         sealed_to: pki.sealed_to,
         provided_cas: pki.provided_cas,
+        cri_socket: cluster_cri.unwrap_or_else(|| DEFAULT_CRI_SOCKET.to_string()),
         nodes,
     })
+}
+
+/// A CRI endpoint: `unix://` and a clean absolute path of a socket.
+fn cri_socket(c: &mut Check, path: &str, value: Option<&str>) -> Option<String> {
+    let v = value?;
+    match v.strip_prefix("unix://") {
+        Some(p) if crate::net::is_clean_abs_path(p) && p != "/" => Some(v.to_string()),
+        _ => {
+            c.fail(
+                path,
+                format!("{v:?} is not a CRI endpoint of the form unix:///path/to/socket (e.g. {DEFAULT_CRI_SOCKET})"),
+            );
+            None
+        }
+    }
 }
 
 /// `pki:` validated.
@@ -673,7 +718,9 @@ fn validate_nodes(c: &mut Check, raw: &[RawNode]) -> Vec<Node> {
             }
         };
         let node_sans = sans(c, &at("sans"), &n.sans);
-        nodes.push(Node { name: n.name.clone(), role, address, sans: node_sans });
+        let cri_socket =
+            cri_socket(c, &at("kubelet.containerRuntimeEndpoint"), n.kubelet.container_runtime_endpoint.as_deref());
+        nodes.push(Node { name: n.name.clone(), role, address, sans: node_sans, cri_socket });
     }
     if raw.is_empty() {
         c.fail("nodes", "the cluster has no nodes; list at least one node with role control-plane");
@@ -728,12 +775,10 @@ fn external_etcd(c: &mut Check, file: &Path, x: &RawExternalEtcd) -> ExternalEtc
 }
 
 fn parse_version(s: &str) -> Result<Version, String> {
+    let minors: Vec<u32> = crate::versions::minors().collect();
+    let (first, last) = (minors[0], minors[minors.len() - 1]);
     let bad = || {
-        format!(
-            "{s:?} is not a Kubernetes version of the form v1.MINOR.PATCH (supported: v1.{}.x to v1.{}.x)",
-            SUPPORTED_MINORS.start(),
-            SUPPORTED_MINORS.end()
-        )
+        format!("{s:?} is not a Kubernetes version of the form v1.MINOR.PATCH (supported: v1.{first}.x to v1.{last}.x)")
     };
     let rest = s.strip_prefix("v1.").ok_or_else(bad)?;
     let (minor, patch) = rest.split_once('.').ok_or_else(bad)?;
@@ -745,11 +790,14 @@ fn parse_version(s: &str) -> Result<Version, String> {
         }
     };
     let (minor, patch) = (num(minor).ok_or_else(bad)?, num(patch).ok_or_else(bad)?);
-    if !SUPPORTED_MINORS.contains(&minor) {
+    if crate::versions::facts(minor).is_none() {
         return Err(format!(
-            "{s:?} is not supported: kubeforge knows kubeadm's output for v1.{}.x to v1.{}.x",
-            SUPPORTED_MINORS.start(),
-            SUPPORTED_MINORS.end()
+            "{s:?} is not supported: kubeforge knows kubeadm's output for v1.{first}.x to v1.{last}.x{}",
+            if minor < first {
+                format!(" (upgrade the cluster with kubeadm to v1.{first} first, then adopt it)")
+            } else {
+                String::new()
+            }
         ));
     }
     Ok(Version { minor, patch })
@@ -825,7 +873,7 @@ mod tests {
     #[test]
     fn versions_are_v1_minor_patch_of_a_supported_minor() {
         let v = |s: &str| parse_version(s);
-        let first = *SUPPORTED_MINORS.start();
+        let first = crate::versions::minors().next().unwrap();
         assert_eq!(v(&format!("v1.{first}.0")), Ok(Version { minor: first, patch: 0 }));
         assert_eq!(v(&format!("v1.{first}.12")), Ok(Version { minor: first, patch: 12 }));
         for bad in

@@ -56,13 +56,14 @@ fn leaf(dir: &Path, name: &str, ca: &str, subj: &str, eku: &str, sans: &str) {
     }
     ossl(dir, &["genrsa", "-traditional", "-out", &format!("{name}.key"), "2048"]);
     ossl(dir, &["req", "-new", "-key", &format!("{name}.key"), "-out", &format!("{name}.csr"), "-subj", subj]);
-    sign_csr(dir, &format!("{name}.csr"), &format!("{name}.crt"), ca, eku, sans);
+    // What kubeadm writes for its RSA keys (§1.2).
+    sign_csr(dir, &format!("{name}.csr"), &format!("{name}.crt"), ca, "digitalSignature,keyEncipherment", eku, sans);
 }
 
-fn sign_csr(dir: &Path, csr: &str, crt: &str, ca: &str, eku: &str, sans: &str) {
+fn sign_csr(dir: &Path, csr: &str, crt: &str, ca: &str, ku: &str, eku: &str, sans: &str) {
     let ext = dir.join(format!("{}.ext", crt.replace('/', "_")));
     let mut text = format!(
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage={eku}\nauthorityKeyIdentifier=keyid\n"
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,{ku}\nextendedKeyUsage={eku}\nauthorityKeyIdentifier=keyid\n"
     );
     if !sans.is_empty() {
         text += &format!("subjectAltName={sans}\n");
@@ -176,7 +177,21 @@ fn import_a_kubeadm_node_then_plan_has_nothing_to_do() {
             "only kubeforge's extras may be issued on import:\n{summary}"
         );
     }
-    assert_eq!(summary.count(Action::Reissue), 0, "{summary}");
+    // kubeadm before May 2026 gave apiserver-kubelet-client O=kubeadm:cluster-admins (cluster-admin); kubeforge
+    // drops it in every version (least privilege), so that one certificate is reissued, with its reason.
+    let reissued: Vec<String> = summary
+        .certificates
+        .iter()
+        .filter(|l| l.action == Action::Reissue)
+        .map(|l| format!("{} — {}", l.id, l.reasons.join("; ")))
+        .collect();
+    assert_eq!(
+        reissued,
+        [
+            "nodes/cp-1/apiserver-kubelet-client — subject \"O = kubeadm:cluster-admins, CN = kube-apiserver-kubelet-client\" -> \"CN = kube-apiserver-kubelet-client\""
+        ],
+        "{summary}"
+    );
     for (ours, theirs) in [
         ("pki/ca.crt", "pki/ca.crt"),
         ("pki/ca.key", "pki/ca.key"),
@@ -277,6 +292,7 @@ fn external_ca_csr_sign_import_round_trip() {
         csr.to_str().unwrap(),
         "bad/nodes/cp-1/front-proxy-client.crt",
         "fp",
+        "digitalSignature",
         "serverAuth",
         "DNS:evil.example.com",
     );
@@ -285,13 +301,36 @@ fn external_ca_csr_sign_import_round_trip() {
     assert!(!x.out.join("pki/nodes/cp-1/front-proxy-client.crt").exists());
     // One signed by another CA too.
     fs::create_dir_all(x.dir.join("wrong-ca/nodes/cp-1")).unwrap();
-    sign_csr(&x.dir, csr.to_str().unwrap(), "wrong-ca/nodes/cp-1/front-proxy-client.crt", "root", "clientAuth", "");
+    sign_csr(
+        &x.dir,
+        csr.to_str().unwrap(),
+        "wrong-ca/nodes/cp-1/front-proxy-client.crt",
+        "root",
+        "digitalSignature",
+        "clientAuth",
+        "",
+    );
     let err = x.ctx().import_signed(&x.dir.join("wrong-ca")).unwrap_err().to_string();
     assert!(err.contains("signer: not signed by the current front-proxy-ca"), "{err}");
 
     // Signed as SIGNING.md says: accepted, and the cluster is generated around it.
     fs::create_dir_all(x.dir.join("signed/nodes/cp-1")).unwrap();
-    sign_csr(&x.dir, csr.to_str().unwrap(), "signed/nodes/cp-1/front-proxy-client.crt", "fp", "clientAuth", "");
+    // As SIGNING.md says for this cluster's EC keys: digitalSignature, without keyEncipherment (RFC 8813).
+    assert!(signing.contains("**Key Usage: critical, digitalSignature**"), "{signing}");
+    let wrong_ku = "wrong-ku/nodes/cp-1/front-proxy-client.crt";
+    fs::create_dir_all(x.dir.join("wrong-ku/nodes/cp-1")).unwrap();
+    sign_csr(&x.dir, csr.to_str().unwrap(), wrong_ku, "fp", "digitalSignature,keyEncipherment", "clientAuth", "");
+    let err = x.ctx().import_signed(&x.dir.join("wrong-ku")).unwrap_err().to_string();
+    assert!(err.contains("key usages"), "{err}");
+    sign_csr(
+        &x.dir,
+        csr.to_str().unwrap(),
+        "signed/nodes/cp-1/front-proxy-client.crt",
+        "fp",
+        "digitalSignature",
+        "clientAuth",
+        "",
+    );
     let summary = x.ctx().import_signed(&x.dir.join("signed")).unwrap();
     assert_eq!(summary.imported.as_ref().unwrap().files, ["nodes/cp-1/front-proxy-client.crt"], "{summary}");
     assert!(summary.to_string().starts_with("imported 1 signed certificate"), "{summary}");

@@ -1,5 +1,7 @@
-//! kubeforge's output checked against kubeadm v1.34 (and the v1.33 deltas), fact by fact, from
-//! `/work/shared/reference/kubeadm-facts.md` (section numbers in the comments, `§1.3` etc.).
+//! kubeforge's output checked against kubeadm of the same minor, fact by fact, from
+//! `/work/shared/reference/kubeadm-facts.md` (v1.33, v1.34; section numbers in the comments, `§1.3` etc.) and
+//! `kubeadm-facts-v135-v137.md` (v1.35, v1.36, v1.37; cited as `[v135 §2.3]` etc.). One fixture per minor:
+//! rsa-v1.33, ipv6 (v1.34), edge-v1.35, dual-stack (v1.36), demo (v1.37).
 //!
 //! These tests are deliberately independent of the generator: every expectation is written here by hand from the
 //! reference and the fixture specs. Nothing reads `src/pki/certificates.md`, the profile table or any generator
@@ -16,7 +18,11 @@
 //! - the apiserver certificate also carries the other control-plane nodes' addresses and the node's own `sans`;
 //!   node `sans` also go on the etcd server and peer certificates;
 //! - workers get only `pki/ca.crt` (no key), `kubelet.conf`, `kube-proxy.conf` and their kubelet serving cert;
-//! - `OUT/admin.conf` is the operator's admin kubeconfig.
+//! - `OUT/admin.conf` is the operator's admin kubeconfig;
+//! - keyEncipherment only on RSA keys (RFC 8813 §3 forbids it for EC keys; kubeadm sets it for both);
+//! - apiserver-kubelet-client has no Organization in every version (kubeadm v1.37 and the 2026 patch releases of
+//!   v1.33–v1.36 [v135 §4]), with the ClusterRoleBinding `kubeadm:apiserver-kubelet-client` in OUT/bootstrap;
+//! - every kubelet config names the container runtime endpoint (`containerRuntimeEndpoint`, [v135 §5]).
 
 mod support;
 
@@ -81,6 +87,13 @@ struct Fixture {
     etcd_ips: &'static [&'static str],
     /// §3.0/§6: v1.34 names the probe port and drops `creationTimestamp: null`.
     v134: bool,
+    /// §3.2: the controller-manager mounts flexvolume-dir; [v135 §2.3] removed from v1.36.
+    flexvolume: bool,
+    /// [v135 §5] the kubelet config's containerRuntimeEndpoint.
+    cri_socket: &'static str,
+    /// §4.3: the 10th address of the first service CIDR, and networking.dnsDomain.
+    cluster_dns: &'static str,
+    dns_domain: &'static str,
     kube_version: &'static str,
     /// §3.4 etcd image tag per Kubernetes version.
     etcd_image: &'static str,
@@ -107,7 +120,7 @@ const SCHEDULER_CMD: &[&str] = &[
     "--leader-elect=true",
 ];
 
-/// fixtures/demo.yaml: one control plane (cp-1, 10.0.0.11) and two workers, ECDSA-P256, v1.34.1, no
+/// fixtures/demo.yaml: one control plane (cp-1, 10.0.0.11) and two workers, ECDSA-P256, v1.37.1, no
 /// controlPlaneEndpoint, default networking.
 const DEMO: Fixture = Fixture {
     spec: "fixtures/demo.yaml",
@@ -134,8 +147,13 @@ const DEMO: Fixture = Fixture {
     etcd_dns: &["cp-1", "localhost"],
     etcd_ips: &["10.0.0.11", "127.0.0.1", "::1"],
     v134: true,
-    kube_version: "v1.34.1",
-    etcd_image: "registry.k8s.io/etcd:3.6.4-0",
+    flexvolume: false,
+    cri_socket: "unix:///var/run/containerd/containerd.sock",
+    cluster_dns: "10.96.0.10",
+    dns_domain: "cluster.local",
+    kube_version: "v1.37.1",
+    // [v135 §1]: v1.37 pins etcd 3.7.0-0.
+    etcd_image: "registry.k8s.io/etcd:3.7.0-0",
     apiserver_endpoint_annotation: "10.0.0.11:6443",
     etcd_client_url_annotation: "https://10.0.0.11:2379",
     apiserver_probe_host: "10.0.0.11",
@@ -192,7 +210,7 @@ const DEMO: Fixture = Fixture {
         "--service-cluster-ip-range=10.96.0.0/12",
         "--use-service-account-credentials=true",
     ],
-    // §3.4, etcd >= 3.6 (v1.34), first and only member.
+    // §3.4, etcd >= 3.6 flags (always from v1.36 [v135 §2.5]; etcd 3.7 keeps --snapshot-count), the only member.
     etcd_cmd: &[
         "etcd",
         "--advertise-client-urls=https://10.0.0.11:2379",
@@ -256,6 +274,10 @@ const RSA_V133: Fixture = Fixture {
     etcd_dns: &["cp-a", "cp-a.prod-eu.example.com", "localhost"],
     etcd_ips: &["192.168.10.11", "127.0.0.1", "::1"],
     v134: false,
+    flexvolume: true,
+    cri_socket: "unix:///var/run/containerd/containerd.sock",
+    cluster_dns: "10.112.0.10",
+    dns_domain: "prod.local",
     kube_version: "v1.33.4",
     etcd_image: "registry.k8s.io/etcd:3.5.21-0",
     apiserver_endpoint_annotation: "192.168.10.11:6443",
@@ -363,6 +385,10 @@ const IPV6: Fixture = Fixture {
     etcd_dns: &["cp-1", "localhost"],
     etcd_ips: &["fd00:1::11", "127.0.0.1", "::1"],
     v134: true,
+    flexvolume: true,
+    cri_socket: "unix:///var/run/containerd/containerd.sock",
+    cluster_dns: "'fd00:10:96::a'",
+    dns_domain: "cluster.local",
     kube_version: "v1.34.2",
     // §3.4: later v1.34.z patches use 3.6.5-0.
     etcd_image: "registry.k8s.io/etcd:3.6.5-0",
@@ -435,6 +461,245 @@ const IPV6: Fixture = Fixture {
         "--listen-client-urls=https://[::1]:2379,https://[fd00:1::11]:2379",
         "--listen-metrics-urls=http://[::1]:2381",
         "--listen-peer-urls=https://[fd00:1::11]:2380",
+        "--name=cp-1",
+        "--peer-cert-file=/etc/kubernetes/pki/etcd/peer.crt",
+        "--peer-client-cert-auth=true",
+        "--peer-key-file=/etc/kubernetes/pki/etcd/peer.key",
+        "--peer-trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt",
+        "--snapshot-count=10000",
+        "--trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt",
+        "--watch-progress-notify-interval=5s",
+    ],
+};
+
+/// fixtures/edge-v1.35.yaml: v1.35.8, one control plane (edge-cp, 10.20.0.11) and a worker, ECDSA-P256,
+/// controlPlaneEndpoint 10.20.0.100:443 (an IP), serviceSubnet 10.100.0.0/16, no podSubnet, CRI-O's socket.
+const EDGE_V135: Fixture = Fixture {
+    spec: "fixtures/edge-v1.35.yaml",
+    cluster: "edge",
+    alg: Alg::EcdsaP256,
+    ca_hours: 87600,
+    cert_hours: 8760,
+    nodes: &[
+        NodeExp { name: "edge-cp", control_plane: true, kubelet_dns: &["edge-cp"], kubelet_ips: &["10.20.0.11"] },
+        NodeExp { name: "edge-w1", control_plane: false, kubelet_dns: &["edge-w1"], kubelet_ips: &["10.20.0.21"] },
+    ],
+    // §2.2: the CPE with its own port.
+    endpoint_url: "https://10.20.0.100:443",
+    local_url: "https://10.20.0.11:6443",
+    cp_kubelet_url: "https://10.20.0.11:6443",
+    apiserver_dns: &[
+        "edge-cp",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ],
+    // §1.3: service VIP, advertise address, then the CPE host because it is an IP.
+    apiserver_ips: &["10.100.0.1", "10.20.0.11", "10.20.0.100"],
+    etcd_dns: &["edge-cp", "localhost"],
+    etcd_ips: &["10.20.0.11", "127.0.0.1", "::1"],
+    v134: true,
+    // [v135 §2.3]: v1.35 still mounts flexvolume-dir.
+    flexvolume: true,
+    cri_socket: "unix:///run/crio/crio.sock",
+    cluster_dns: "10.100.0.10",
+    dns_domain: "cluster.local",
+    kube_version: "v1.35.8",
+    // [v135 §1]: v1.35 pins etcd 3.6.6-0.
+    etcd_image: "registry.k8s.io/etcd:3.6.6-0",
+    apiserver_endpoint_annotation: "10.20.0.11:6443",
+    etcd_client_url_annotation: "https://10.20.0.11:2379",
+    apiserver_probe_host: "10.20.0.11",
+    etcd_probe_host: "127.0.0.1",
+    apiserver_cmd: &[
+        "kube-apiserver",
+        "--advertise-address=10.20.0.11",
+        "--allow-privileged=true",
+        "--authorization-mode=Node,RBAC",
+        "--client-ca-file=/etc/kubernetes/pki/ca.crt",
+        "--enable-admission-plugins=NodeRestriction",
+        "--enable-bootstrap-token-auth=true",
+        "--etcd-cafile=/etc/kubernetes/pki/etcd/ca.crt",
+        "--etcd-certfile=/etc/kubernetes/pki/apiserver-etcd-client.crt",
+        "--etcd-keyfile=/etc/kubernetes/pki/apiserver-etcd-client.key",
+        "--etcd-servers=https://127.0.0.1:2379",
+        "--kubelet-client-certificate=/etc/kubernetes/pki/apiserver-kubelet-client.crt",
+        "--kubelet-client-key=/etc/kubernetes/pki/apiserver-kubelet-client.key",
+        "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+        "--proxy-client-cert-file=/etc/kubernetes/pki/front-proxy-client.crt",
+        "--proxy-client-key-file=/etc/kubernetes/pki/front-proxy-client.key",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-client-ca-file=/etc/kubernetes/pki/front-proxy-ca.crt",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-username-headers=X-Remote-User",
+        "--secure-port=6443",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        "--service-account-key-file=/etc/kubernetes/pki/sa.pub",
+        "--service-account-signing-key-file=/etc/kubernetes/pki/sa.key",
+        "--service-cluster-ip-range=10.100.0.0/16",
+        "--tls-cert-file=/etc/kubernetes/pki/apiserver.crt",
+        "--tls-private-key-file=/etc/kubernetes/pki/apiserver.key",
+    ],
+    // §3.2 without podSubnet: no --allocate-node-cidrs, --cluster-cidr or --service-cluster-ip-range.
+    controller_manager_cmd: &[
+        "kube-controller-manager",
+        "--authentication-kubeconfig=/etc/kubernetes/controller-manager.conf",
+        "--authorization-kubeconfig=/etc/kubernetes/controller-manager.conf",
+        "--bind-address=127.0.0.1",
+        "--client-ca-file=/etc/kubernetes/pki/ca.crt",
+        "--cluster-name=edge",
+        "--cluster-signing-cert-file=/etc/kubernetes/pki/ca.crt",
+        "--cluster-signing-key-file=/etc/kubernetes/pki/ca.key",
+        "--controllers=*,bootstrapsigner,tokencleaner",
+        "--kubeconfig=/etc/kubernetes/controller-manager.conf",
+        "--leader-elect=true",
+        "--requestheader-client-ca-file=/etc/kubernetes/pki/front-proxy-ca.crt",
+        "--root-ca-file=/etc/kubernetes/pki/ca.crt",
+        "--service-account-private-key-file=/etc/kubernetes/pki/sa.key",
+        "--use-service-account-credentials=true",
+    ],
+    // §3.4 with etcd 3.6.6: the etcd 3.6 names ([v135 §2.5]: v1.35 picks them by the etcd image).
+    etcd_cmd: &[
+        "etcd",
+        "--advertise-client-urls=https://10.20.0.11:2379",
+        "--cert-file=/etc/kubernetes/pki/etcd/server.crt",
+        "--client-cert-auth=true",
+        "--data-dir=/var/lib/etcd",
+        "--feature-gates=InitialCorruptCheck=true",
+        "--initial-advertise-peer-urls=https://10.20.0.11:2380",
+        "--initial-cluster=edge-cp=https://10.20.0.11:2380",
+        "--key-file=/etc/kubernetes/pki/etcd/server.key",
+        "--listen-client-urls=https://127.0.0.1:2379,https://10.20.0.11:2379",
+        "--listen-metrics-urls=http://127.0.0.1:2381",
+        "--listen-peer-urls=https://10.20.0.11:2380",
+        "--name=edge-cp",
+        "--peer-cert-file=/etc/kubernetes/pki/etcd/peer.crt",
+        "--peer-client-cert-auth=true",
+        "--peer-key-file=/etc/kubernetes/pki/etcd/peer.key",
+        "--peer-trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt",
+        "--snapshot-count=10000",
+        "--trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt",
+        "--watch-progress-notify-interval=5s",
+    ],
+};
+
+/// fixtures/dual-stack.yaml: v1.36.2, ECDSA-P256, serviceSubnet 10.96.0.0/16,fd00:10:96::/112, podSubnet
+/// 10.244.0.0/16,fd00:10:244::/56, certSANs [fd00:10:96::1], cp-1 10.0.0.11 with sans [fd00:1::11], worker-1
+/// 10.0.0.21 with sans [fd00:1::21].
+const DUAL_V136: Fixture = Fixture {
+    spec: "fixtures/dual-stack.yaml",
+    cluster: "dual",
+    alg: Alg::EcdsaP256,
+    ca_hours: 87600,
+    cert_hours: 8760,
+    nodes: &[
+        NodeExp {
+            name: "cp-1",
+            control_plane: true,
+            kubelet_dns: &["cp-1"],
+            kubelet_ips: &["10.0.0.11", "fd00:1::11"],
+        },
+        NodeExp {
+            name: "worker-1",
+            control_plane: false,
+            kubelet_dns: &["worker-1"],
+            kubelet_ips: &["10.0.0.21", "fd00:1::21"],
+        },
+    ],
+    endpoint_url: "https://10.0.0.11:6443",
+    local_url: "https://10.0.0.11:6443",
+    cp_kubelet_url: "https://10.0.0.11:6443",
+    apiserver_dns: &[
+        "cp-1",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ],
+    // §1.3: the VIP of the first family only, the advertise address, the certSAN, then (kubeforge) the node's sans.
+    apiserver_ips: &["10.96.0.1", "10.0.0.11", "fd00:10:96::1", "fd00:1::11"],
+    etcd_dns: &["cp-1", "localhost"],
+    etcd_ips: &["10.0.0.11", "127.0.0.1", "::1", "fd00:1::11"],
+    v134: true,
+    // [v135 §2.3]: no flexvolume-dir from v1.36.
+    flexvolume: false,
+    cri_socket: "unix:///var/run/containerd/containerd.sock",
+    cluster_dns: "10.96.0.10",
+    dns_domain: "cluster.local",
+    kube_version: "v1.36.2",
+    // [v135 §1]: v1.36 pins etcd 3.6.8-0.
+    etcd_image: "registry.k8s.io/etcd:3.6.8-0",
+    apiserver_endpoint_annotation: "10.0.0.11:6443",
+    etcd_client_url_annotation: "https://10.0.0.11:2379",
+    apiserver_probe_host: "10.0.0.11",
+    etcd_probe_host: "127.0.0.1",
+    apiserver_cmd: &[
+        "kube-apiserver",
+        "--advertise-address=10.0.0.11",
+        "--allow-privileged=true",
+        "--authorization-mode=Node,RBAC",
+        "--client-ca-file=/etc/kubernetes/pki/ca.crt",
+        "--enable-admission-plugins=NodeRestriction",
+        "--enable-bootstrap-token-auth=true",
+        "--etcd-cafile=/etc/kubernetes/pki/etcd/ca.crt",
+        "--etcd-certfile=/etc/kubernetes/pki/apiserver-etcd-client.crt",
+        "--etcd-keyfile=/etc/kubernetes/pki/apiserver-etcd-client.key",
+        "--etcd-servers=https://127.0.0.1:2379",
+        "--kubelet-client-certificate=/etc/kubernetes/pki/apiserver-kubelet-client.crt",
+        "--kubelet-client-key=/etc/kubernetes/pki/apiserver-kubelet-client.key",
+        "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+        "--proxy-client-cert-file=/etc/kubernetes/pki/front-proxy-client.crt",
+        "--proxy-client-key-file=/etc/kubernetes/pki/front-proxy-client.key",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-client-ca-file=/etc/kubernetes/pki/front-proxy-ca.crt",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-username-headers=X-Remote-User",
+        "--secure-port=6443",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        "--service-account-key-file=/etc/kubernetes/pki/sa.pub",
+        "--service-account-signing-key-file=/etc/kubernetes/pki/sa.key",
+        // §3.1: the serviceSubnet verbatim, both families.
+        "--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/112",
+        "--tls-cert-file=/etc/kubernetes/pki/apiserver.crt",
+        "--tls-private-key-file=/etc/kubernetes/pki/apiserver.key",
+    ],
+    controller_manager_cmd: &[
+        "kube-controller-manager",
+        "--allocate-node-cidrs=true",
+        "--authentication-kubeconfig=/etc/kubernetes/controller-manager.conf",
+        "--authorization-kubeconfig=/etc/kubernetes/controller-manager.conf",
+        "--bind-address=127.0.0.1",
+        "--client-ca-file=/etc/kubernetes/pki/ca.crt",
+        "--cluster-cidr=10.244.0.0/16,fd00:10:244::/56",
+        "--cluster-name=dual",
+        "--cluster-signing-cert-file=/etc/kubernetes/pki/ca.crt",
+        "--cluster-signing-key-file=/etc/kubernetes/pki/ca.key",
+        "--controllers=*,bootstrapsigner,tokencleaner",
+        "--kubeconfig=/etc/kubernetes/controller-manager.conf",
+        "--leader-elect=true",
+        "--requestheader-client-ca-file=/etc/kubernetes/pki/front-proxy-ca.crt",
+        "--root-ca-file=/etc/kubernetes/pki/ca.crt",
+        "--service-account-private-key-file=/etc/kubernetes/pki/sa.key",
+        "--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/112",
+        "--use-service-account-credentials=true",
+    ],
+    // [v135 §2.5]: v1.36 always writes the etcd 3.6 names.
+    etcd_cmd: &[
+        "etcd",
+        "--advertise-client-urls=https://10.0.0.11:2379",
+        "--cert-file=/etc/kubernetes/pki/etcd/server.crt",
+        "--client-cert-auth=true",
+        "--data-dir=/var/lib/etcd",
+        "--feature-gates=InitialCorruptCheck=true",
+        "--initial-advertise-peer-urls=https://10.0.0.11:2380",
+        "--initial-cluster=cp-1=https://10.0.0.11:2380",
+        "--key-file=/etc/kubernetes/pki/etcd/server.key",
+        "--listen-client-urls=https://127.0.0.1:2379,https://10.0.0.11:2379",
+        "--listen-metrics-urls=http://127.0.0.1:2381",
+        "--listen-peer-urls=https://10.0.0.11:2380",
         "--name=cp-1",
         "--peer-cert-file=/etc/kubernetes/pki/etcd/peer.crt",
         "--peer-client-cert-auth=true",
@@ -530,7 +795,8 @@ fn node_cert_files(f: &Fixture, n: &NodeExp) -> Vec<CertFile> {
             file(
                 "etc/kubernetes/pki/apiserver-kubelet-client.crt",
                 CA,
-                exp("kube-apiserver-kubelet-client", Some("kubeadm:cluster-admins"), Usage::Client, &[], &[]),
+                // [v135 §4]: no Organization; the kubelet API comes from a ClusterRoleBinding.
+                exp("kube-apiserver-kubelet-client", None, Usage::Client, &[], &[]),
             ),
             file(
                 "etc/kubernetes/pki/front-proxy-client.crt",
@@ -957,7 +1223,8 @@ fn check_cert(f: &Fixture, what: &str, der: &[u8], e: &CertExp, ca_der: &[u8]) {
     want.sort();
     assert_eq!(oids, want, "{what}: the set of extensions");
 
-    // KeyUsage: critical; digitalSignature + keyEncipherment (even for ECDSA), + keyCertSign on CAs (§1.2).
+    // KeyUsage: critical; digitalSignature (+ keyEncipherment for RSA keys only: RFC 8813 §3 forbids it for EC keys,
+    // where kubeadm sets it anyway), + keyCertSign on CAs (§1.2).
     let ku = c.key_usage().unwrap().unwrap_or_else(|| panic!("{what}: no KeyUsage"));
     assert!(ku.critical, "{what}: KeyUsage must be critical");
     let got = [
@@ -972,11 +1239,13 @@ fn check_cert(f: &Fixture, what: &str, der: &[u8], e: &CertExp, ca_der: &[u8]) {
         ("decipherOnly", ku.value.decipher_only()),
     ];
     let got: Vec<&str> = got.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect();
-    let want = if is_ca {
-        vec!["digitalSignature", "keyEncipherment", "keyCertSign"]
-    } else {
-        vec!["digitalSignature", "keyEncipherment"]
-    };
+    let mut want = vec!["digitalSignature"];
+    if f.alg == Alg::Rsa2048 {
+        want.push("keyEncipherment");
+    }
+    if is_ca {
+        want.push("keyCertSign");
+    }
     assert_eq!(got, want, "{what}: KeyUsage bits");
 
     // BasicConstraints: critical, CA:TRUE without pathlen, or CA:FALSE (§1.2).
@@ -1324,6 +1593,15 @@ fn sorted_by_name(text: &str) -> Value {
     Value::Sequence(v)
 }
 
+/// The controller-manager's mounts or volumes without flexvolume-dir where the version has none.
+fn without_flexvolume(f: &Fixture, list: Value) -> Value {
+    let mut items = list.as_sequence().unwrap().clone();
+    if !f.flexvolume {
+        items.retain(|v| v["name"] != "flexvolume-dir");
+    }
+    Value::Sequence(items)
+}
+
 /// §3.1–§3.4 for the fixture's control-plane node.
 fn expected_pods(f: &Fixture) -> Vec<PodExp> {
     use ProbeKind::*;
@@ -1371,8 +1649,11 @@ fn expected_pods(f: &Fixture) -> Vec<PodExp> {
             startup: probe(f, Startup, "127.0.0.1", "/healthz", 10257, "HTTPS"),
             probe_port: 10257,
             resources: yaml("requests: {cpu: 200m}"),
-            mounts: yaml(
-                "
+            // [v135 §2.3]: no flexvolume-dir from v1.36.
+            mounts: without_flexvolume(
+                f,
+                yaml(
+                    "
 - {mountPath: /etc/ssl/certs, name: ca-certs, readOnly: true}
 - {mountPath: /etc/ca-certificates, name: etc-ca-certificates, readOnly: true}
 - {mountPath: /usr/libexec/kubernetes/kubelet-plugins/volume/exec, name: flexvolume-dir}
@@ -1381,9 +1662,12 @@ fn expected_pods(f: &Fixture) -> Vec<PodExp> {
 - {mountPath: /usr/local/share/ca-certificates, name: usr-local-share-ca-certificates, readOnly: true}
 - {mountPath: /usr/share/ca-certificates, name: usr-share-ca-certificates, readOnly: true}
 ",
+                ),
             ),
-            volumes: yaml(
-                "
+            volumes: without_flexvolume(
+                f,
+                yaml(
+                    "
 - {hostPath: {path: /etc/ssl/certs, type: DirectoryOrCreate}, name: ca-certs}
 - {hostPath: {path: /etc/ca-certificates, type: DirectoryOrCreate}, name: etc-ca-certificates}
 - {hostPath: {path: /usr/libexec/kubernetes/kubelet-plugins/volume/exec, type: DirectoryOrCreate}, name: flexvolume-dir}
@@ -1392,6 +1676,7 @@ fn expected_pods(f: &Fixture) -> Vec<PodExp> {
 - {hostPath: {path: /usr/local/share/ca-certificates, type: DirectoryOrCreate}, name: usr-local-share-ca-certificates}
 - {hostPath: {path: /usr/share/ca-certificates, type: DirectoryOrCreate}, name: usr-share-ca-certificates}
 ",
+                ),
             ),
         },
         PodExp {
@@ -1769,6 +2054,83 @@ fn check_bootstrap(f: &Fixture) {
         "kubeadm:cluster-admins must bind Group kubeadm:cluster-admins: {:?}",
         crb["subjects"]
     );
+    // [v135 §4]: the apiserver's kubelet client gets the kubelet API, and nothing more, by this binding.
+    let crb = docs
+        .iter()
+        .find(|d| d["metadata"]["name"] == "kubeadm:apiserver-kubelet-client")
+        .unwrap_or_else(|| panic!("no ClusterRoleBinding kubeadm:apiserver-kubelet-client in:\n{text}"));
+    assert_eq!(crb["kind"].as_str(), Some("ClusterRoleBinding"));
+    assert_eq!(
+        crb["roleRef"],
+        yaml("{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: 'system:kubelet-api-admin'}")
+    );
+    assert_eq!(
+        crb["subjects"],
+        yaml("[{apiGroup: rbac.authorization.k8s.io, kind: User, name: kube-apiserver-kubelet-client}]")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The kubelet configuration (§4.3, [v135 §5]).
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Every field of KubeletConfiguration v1beta1 that kubeforge may write, by hand from the upstream type
+/// (k8s.io/kubelet/config/v1beta1): a typo in a field name would otherwise go unnoticed by the kubelet, which only
+/// warns about unknown fields.
+const KUBELET_FIELDS: [&str; 23] = [
+    "apiVersion",
+    "kind",
+    "authentication",
+    "authorization",
+    "cgroupDriver",
+    "clusterDNS",
+    "clusterDomain",
+    "containerRuntimeEndpoint",
+    "eventRecordQPS",
+    "healthzBindAddress",
+    "healthzPort",
+    "makeIPTablesUtilChains",
+    "protectKernelDefaults",
+    "readOnlyPort",
+    "rotateCertificates",
+    "serverTLSBootstrap",
+    "staticPodPath",
+    "streamingConnectionIdleTimeout",
+    "tlsCertFile",
+    "tlsCipherSuites",
+    "tlsMinVersion",
+    "tlsPrivateKeyFile",
+    "registerWithTaints",
+];
+
+fn check_kubelet_configs(f: &Fixture) {
+    let out = generate(f, "kubelet");
+    for n in f.nodes {
+        let v = yaml(&read_str(&out.node(n.name).join("var/lib/kubelet/config.yaml")));
+        let what = format!("{}: /var/lib/kubelet/config.yaml", n.name);
+        assert_eq!(v["apiVersion"].as_str(), Some("kubelet.config.k8s.io/v1beta1"), "{what}");
+        assert_eq!(v["kind"].as_str(), Some("KubeletConfiguration"), "{what}");
+        for k in keys(&v, &what) {
+            assert!(KUBELET_FIELDS.contains(&k.as_str()), "{what}: {k} is not a KubeletConfiguration field");
+        }
+        // kubeadm's enforced defaults (§4.3).
+        assert_eq!(v["authentication"]["x509"]["clientCAFile"].as_str(), Some("/etc/kubernetes/pki/ca.crt"), "{what}");
+        assert_eq!(v["authentication"]["anonymous"]["enabled"].as_bool(), Some(false), "{what}");
+        assert_eq!(v["authentication"]["webhook"]["enabled"].as_bool(), Some(true), "{what}");
+        assert_eq!(v["authorization"]["mode"].as_str(), Some("Webhook"), "{what}");
+        assert_eq!(v["rotateCertificates"].as_bool(), Some(true), "{what}");
+        assert_eq!(v["staticPodPath"].as_str(), Some("/etc/kubernetes/manifests"), "{what}");
+        assert_eq!(v["clusterDNS"], yaml(&format!("[{}]", f.cluster_dns)), "{what}");
+        assert_eq!(v["clusterDomain"].as_str(), Some(f.dns_domain), "{what}");
+        assert_eq!((v["healthzBindAddress"].as_str(), v["healthzPort"].as_u64()), (Some("127.0.0.1"), Some(10248)));
+        assert_eq!(v["cgroupDriver"].as_str(), Some("systemd"), "{what}");
+        assert_eq!(v["readOnlyPort"].as_u64(), Some(0), "{what}");
+        // [v135 §5]: the CRI socket lives in the kubelet configuration.
+        assert_eq!(v["containerRuntimeEndpoint"].as_str(), Some(f.cri_socket), "{what}");
+        // kubeforge: the serving certificate it issues.
+        assert_eq!(v["tlsCertFile"].as_str(), Some("/var/lib/kubelet/pki/kubelet.crt"), "{what}");
+        assert_eq!(v["tlsPrivateKeyFile"].as_str(), Some("/var/lib/kubelet/pki/kubelet.key"), "{what}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1806,6 +2168,11 @@ macro_rules! fixture_tests {
             }
 
             #[test]
+            fn kubelet_configs() {
+                check_kubelet_configs(&$fixture);
+            }
+
+            #[test]
             fn bootstrap_rbac() {
                 check_bootstrap(&$fixture);
             }
@@ -1817,4 +2184,6 @@ fixture_tests! {
     demo => DEMO,
     rsa_v1_33 => RSA_V133,
     ipv6 => IPV6,
+    edge_v1_35 => EDGE_V135,
+    dual_v1_36 => DUAL_V136,
 }

@@ -9,10 +9,11 @@
 //! Clients then use exactly what the generated `kube-apiserver.yaml` of the same node gives them:
 //! `--etcd-servers`, `--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`.
 //!
-//! Version delta: kubeforge writes the etcd 3.6 flag names for Kubernetes v1.34 (`--feature-gates=
-//! InitialCorruptCheck=true`, `--watch-progress-notify-interval=5s`), which etcd 3.4/3.5 reject. The v1.33 tests run
-//! the manifest exactly as written; the v1.34 test translates exactly those two flags to their 3.5 names when the
-//! installed etcd is older than 3.6, and runs the rest of the v1.34 command as written.
+//! Version delta: kubeforge writes the etcd 3.6 flag names from Kubernetes v1.34 on (`--feature-gates=
+//! InitialCorruptCheck=true`, `--watch-progress-notify-interval=5s`; v1.37's etcd 3.7 keeps them), which etcd 3.5,
+//! the one the tests install, rejects. The v1.33 test runs the manifest exactly as written; the v1.37 tests (the
+//! default version) translate exactly those two flags to their 3.5 names when the installed etcd is older than 3.6,
+//! and run every other flag of the v1.37 command as written. No other flag of v1.37's etcd.yaml is unknown to 3.5.
 
 mod real;
 mod support;
@@ -152,9 +153,9 @@ fn etcd_before_3_6() -> bool {
     minor < 6
 }
 
-/// etcd 3.6 renamed two experimental flags; kubeforge writes the new names for Kubernetes v1.34, as kubeadm
+/// etcd 3.6 renamed two experimental flags; kubeforge writes the new names from Kubernetes v1.34, as kubeadm
 /// does. The installed etcd 3.5 rejects them, so (and only when the installed etcd is older than 3.6) exactly
-/// these two are translated back to their 3.5 names; every other flag of the v1.34 command runs as written.
+/// these two are translated back to their 3.5 names; every other flag of the command runs as written.
 fn translate_36_flags_for_old_etcd(args: &mut [String]) {
     const RENAMED: [(&str, &str); 2] = [
         ("--feature-gates=InitialCorruptCheck=true", "--experimental-initial-corrupt-check=true"),
@@ -162,7 +163,7 @@ fn translate_36_flags_for_old_etcd(args: &mut [String]) {
     ];
     for (new, old) in RENAMED {
         let hits: Vec<usize> = args.iter().enumerate().filter(|(_, a)| *a == new).map(|(i, _)| i).collect();
-        assert_eq!(hits.len(), 1, "the v1.34 etcd command must have {new} exactly once: {args:?}");
+        assert_eq!(hits.len(), 1, "the etcd command must have {new} exactly once: {args:?}");
         if etcd_before_3_6() {
             args[hits[0]] = old.to_string();
         }
@@ -382,8 +383,8 @@ fn etcd_v1_33_from_its_manifest_as_written() {
 }
 
 #[test]
-fn etcd_v1_34_from_its_manifest_with_the_two_etcd_3_6_flags_translated() {
-    single_member("v1.34.1", "ECDSA-P256", true);
+fn etcd_v1_37_from_its_manifest_with_the_two_etcd_3_6_flags_translated() {
+    single_member("v1.37.1", "ECDSA-P256", true);
 }
 
 const THREE: [(&str, &str); 3] = [("cp-1", "127.0.0.1"), ("cp-2", "127.0.0.2"), ("cp-3", "127.0.0.3")];
@@ -394,8 +395,8 @@ const THREE: [(&str, &str); 3] = [("cp-1", "127.0.0.1"), ("cp-2", "127.0.0.2"), 
 fn three_member_cluster_with_peer_tls() {
     let tmp: TempDir = support::temp_dir("etcd-three");
     let out = tmp.join("out");
-    let cluster = real::generate(&spec("v1.33.4", "ECDSA-P256", &THREE), 11, &out);
-    let mut members = start_members(&tmp, &out, &cluster, false, &[]);
+    let cluster = real::generate(&spec("v1.37.1", "ECDSA-P256", &THREE), 11, &out);
+    let mut members = start_members(&tmp, &out, &cluster, true, &[]);
     // All healthy; a TLS failure between the members fails at once, with its reason.
     let start = Instant::now();
     while !members.iter().all(Member::healthy) {
@@ -489,8 +490,8 @@ fn three_member_cluster_with_peer_tls() {
 fn member_with_another_members_peer_cert_is_rejected() {
     let tmp: TempDir = support::temp_dir("etcd-stolen-peer");
     let out = tmp.join("out");
-    let cluster = real::generate(&spec("v1.33.4", "ECDSA-P256", &THREE), 12, &out);
-    let mut members = start_members(&tmp, &out, &cluster, false, &[0, 1, 0]);
+    let cluster = real::generate(&spec("v1.37.1", "ECDSA-P256", &THREE), 12, &out);
+    let mut members = start_members(&tmp, &out, &cluster, true, &[0, 1, 0]);
     members[0].wait_healthy();
     members[1].wait_healthy();
 

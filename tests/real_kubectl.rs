@@ -34,13 +34,13 @@ fn gen_into(tmp: &Path, name: &str, spec: &str, seed: u64) -> Gen {
     Gen { out, cluster }
 }
 
-/// A spec with two control-plane nodes behind an IP control-plane endpoint, on v1.32 (kubelet.conf still points
-/// at the endpoint on control-plane nodes).
-const HA_V1_32: &str = "\
+/// A spec with two control-plane nodes behind an IP control-plane endpoint, on v1.35 (kubelet.conf points at the
+/// local apiserver on control-plane nodes and at the endpoint on workers).
+const HA_V1_35: &str = "\
 apiVersion: kubeforge/v1alpha1
 kind: Cluster
 name: ha
-kubernetesVersion: v1.32.3
+kubernetesVersion: v1.35.3
 controlPlaneEndpoint: 10.0.0.100
 networking:
   serviceSubnet: 10.96.0.0/12
@@ -85,6 +85,7 @@ fn https(ip: std::net::IpAddr, port: u16) -> String {
 fn expected_server(c: &Cluster, endpoint: &str, file: &str, node: Option<&kubeforge::spec::Node>) -> String {
     match (file, node) {
         ("controller-manager.conf" | "scheduler.conf", Some(n)) => https(n.address, 6443),
+        // kubeadm-facts §2.1: from v1.33 (every supported version) the local apiserver on a control-plane node.
         ("kubelet.conf", Some(n)) if n.is_control_plane() && c.version.minor >= 33 => https(n.address, 6443),
         _ => endpoint.to_string(),
     }
@@ -305,7 +306,7 @@ fn every_kubeconfig(name: &str, spec: &str, endpoint: &str, foreign: bool) {
 }
 
 #[test]
-fn kubectl_every_kubeconfig_demo_v1_34_with_negative_controls() {
+fn kubectl_every_kubeconfig_demo_v1_37_with_negative_controls() {
     every_kubeconfig("demo", &support::fixture("demo"), "https://10.0.0.11:6443", true);
 }
 
@@ -320,8 +321,8 @@ fn kubectl_every_kubeconfig_ipv6() {
 }
 
 #[test]
-fn kubectl_every_kubeconfig_two_control_planes_v1_32() {
-    every_kubeconfig("ha-v1.32", HA_V1_32, "https://10.0.0.100:6443", false);
+fn kubectl_every_kubeconfig_two_control_planes_v1_35() {
+    every_kubeconfig("ha-v1.35", HA_V1_35, "https://10.0.0.100:6443", false);
 }
 
 /// `openssl s_client` as kube-apiserver's kubelet client: presents `client` and verifies the server against
@@ -360,7 +361,9 @@ fn kubelet_leg(name: &str, spec: &str, foreign: bool) {
             (on_node(&b, flag(&cmd, "kubelet-client-certificate")), on_node(&b, flag(&cmd, "kubelet-client-key")));
         clients.insert(n.name.clone(), (client, on_node(&b, flag(&cmd, "client-ca-file"))));
     }
-    let kubelet_client_subject = real::www_subject("O=kubeadm:cluster-admins, CN=kube-apiserver-kubelet-client");
+    // The v1.35–v1.37 sheet §4: no Organization any more; the kubelet API comes from the ClusterRoleBinding
+    // kubeadm:apiserver-kubelet-client, not from group kubeadm:cluster-admins.
+    let kubelet_client_subject = real::www_subject("CN=kube-apiserver-kubelet-client");
 
     for n in &g.cluster.nodes {
         let b = bundle(&g.out, &n.name);
@@ -440,5 +443,5 @@ fn kubelet_leg_demo() {
 fn kubelet_leg_rsa_v1_33_and_ipv6_and_two_control_planes() {
     kubelet_leg("rsa-v1.33", &support::fixture("rsa-v1.33"), false);
     kubelet_leg("ipv6", &support::fixture("ipv6"), false);
-    kubelet_leg("ha-v1.32", HA_V1_32, false);
+    kubelet_leg("ha-v1.35", HA_V1_35, false);
 }

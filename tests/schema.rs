@@ -91,7 +91,7 @@ fn validate_manifests(name: &str, spec: &str) {
 }
 
 #[test]
-fn manifests_validate_demo_v1_34() {
+fn manifests_validate_demo_v1_37() {
     validate_manifests("demo", &support::fixture("demo"));
 }
 
@@ -101,20 +101,26 @@ fn manifests_validate_rsa_v1_33() {
 }
 
 #[test]
-fn manifests_validate_ipv6() {
+fn manifests_validate_ipv6_v1_34() {
     validate_manifests("ipv6", &support::fixture("ipv6"));
 }
 
-/// The other supported minors (their probe and serialization deltas), with the demo spec.
 #[test]
-fn manifests_validate_demo_v1_31_and_v1_32() {
-    let demo = support::fixture("demo");
-    assert!(demo.contains("kubernetesVersion: v1.34.1"));
-    validate_manifests("demo-v1.31", &demo.replace("kubernetesVersion: v1.34.1", "kubernetesVersion: v1.31.4"));
-    validate_manifests("demo-v1.32", &demo.replace("kubernetesVersion: v1.34.1", "kubernetesVersion: v1.32.2"));
+fn manifests_validate_edge_v1_35_and_dual_stack_v1_36() {
+    validate_manifests("edge-v1.35", &support::fixture("edge-v1.35"));
+    validate_manifests("dual-stack", &support::fixture("dual-stack"));
 }
 
-/// The user of each kubeconfig (kubeadm-facts §2.1); the context is `<user>@<cluster>` (§2.3).
+#[test]
+fn manifests_validate_the_demo_on_every_supported_minor() {
+    let demo = support::fixture("demo");
+    assert!(demo.contains("kubernetesVersion: v1.37.1"));
+    for minor in kubeforge::versions::minors() {
+        let v = format!("kubernetesVersion: v1.{minor}.3");
+        validate_manifests(&format!("demo-v1.{minor}"), &demo.replace("kubernetesVersion: v1.37.1", &v));
+    }
+}
+
 fn expected_user(file: &str, node: &str) -> String {
     match file {
         "admin.conf" => "kubernetes-admin".into(),

@@ -14,8 +14,10 @@ use base64::Engine;
 use kubeforge::output::{Kind, Tree};
 use sha2::{Digest, Sha256};
 
-const FIXTURES: [&str; 8] =
-    ["demo", "rsa-v1.33", "ipv6", "ha-3cp", "ha-5cp", "external-etcd", "external-etcd-ca", "dual-stack"];
+/// One per supported minor at least: demo v1.37, dual-stack and external-etcd v1.36, edge-v1.35, ha-5cp and
+/// external-etcd-ca v1.35, ipv6 and ha-3cp v1.34, rsa-v1.33 v1.33.
+const FIXTURES: [&str; 9] =
+    ["demo", "rsa-v1.33", "ipv6", "ha-3cp", "ha-5cp", "external-etcd", "external-etcd-ca", "dual-stack", "edge-v1.35"];
 
 fn generate(fixture: &str) -> Tree {
     support::generate_fixture(fixture).tree
@@ -115,12 +117,12 @@ fn ha_three_stacked_control_planes() {
 }
 
 #[test]
-fn ha_five_control_planes_on_v1_31() {
+fn ha_five_control_planes_on_v1_35() {
     snapshot_fixture("ha-5cp");
 }
 
 #[test]
-fn external_etcd_with_user_files_on_v1_32() {
+fn external_etcd_with_user_files_on_v1_36() {
     snapshot_fixture("external-etcd");
 }
 
@@ -132,6 +134,11 @@ fn external_etcd_with_a_client_ca() {
 #[test]
 fn dual_stack() {
     snapshot_fixture("dual-stack");
+}
+
+#[test]
+fn one_control_plane_behind_a_load_balancer_on_v1_35() {
+    snapshot_fixture("edge-v1.35");
 }
 
 #[test]

@@ -89,10 +89,13 @@ fn a_cluster_needs_a_control_plane() {
 
 #[test]
 fn unsupported_versions() {
-    for (bad, why) in
-        [("v1.30.4", "v1.31.x to v1.34.x"), ("v1.35.0", "v1.31.x to v1.34.x"), ("1.34.1", "v1.MINOR.PATCH")]
-    {
-        let err = gen_error(&replaced("kubernetesVersion: v1.34.1", &format!("kubernetesVersion: {bad}")));
+    for (bad, why) in [
+        ("v1.32.4", "v1.33.x to v1.37.x"),
+        ("v1.31.9", "upgrade the cluster with kubeadm to v1.33 first"),
+        ("v1.38.0", "v1.33.x to v1.37.x"),
+        ("1.37.1", "v1.MINOR.PATCH"),
+    ] {
+        let err = gen_error(&replaced("kubernetesVersion: v1.37.1", &format!("kubernetesVersion: {bad}")));
         assert_mentions(&err, &["kubernetesVersion", bad, why]);
     }
 }

@@ -22,7 +22,7 @@ use crate::sealed::Sealing;
 use crate::spec::Cluster;
 use report::{
     Action, CaLine, CaOrigin, CertLine, CheckReport, ClusterSummary, CsrReport, Expiry, FileChanges, Imported,
-    RunReport,
+    RunReport, Upgrade,
 };
 
 /// What every command that reads a spec may be given.
@@ -81,6 +81,7 @@ pub struct GenOptions {
 struct Run {
     generated: Generated,
     changes: Changes,
+    upgrade: Option<Upgrade>,
 }
 
 impl Context {
@@ -173,9 +174,64 @@ impl Context {
 
     fn prepare(&self, store: &Store, sealing: Option<&Sealing>, policy: &Policy) -> Result<Run, Error> {
         self.check_clock()?;
+        let upgrade = self.version_change()?;
         let generated = generate_with(&self.cluster, store, &self.keys, self.now, policy, sealing)?;
         let changes = output::changes(&generated.tree, &self.out)?;
-        Ok(Run { generated, changes })
+        Ok(Run { generated, changes, upgrade })
+    }
+
+    /// The Kubernetes version OUT was last generated for (its index.json), if any.
+    fn previous_version(&self) -> Result<Option<(u32, u32)>, Error> {
+        let path = self.out.join(layout::INDEX);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Head {
+            kubernetes_version: String,
+        }
+        let text = crate::input::read_text(&path, "index.json", crate::input::FILE_LIMIT)?;
+        let head: Head = serde_json::from_str(&text).map_err(|e| {
+            Error::new(format!("{}: not a kubeforge index ({e}); move it away to continue", path.display()))
+        })?;
+        let v = &head.kubernetes_version;
+        let parsed = v
+            .strip_prefix("v1.")
+            .and_then(|r| r.split_once('.'))
+            .and_then(|(m, p)| Some((m.parse().ok()?, p.parse().ok()?)));
+        parsed
+            .map(Some)
+            .ok_or_else(|| Error::new(format!("{}: kubernetesVersion {v:?} is not v1.MINOR.PATCH", path.display())))
+    }
+
+    /// A change of `kubernetesVersion` against what OUT holds: an upgrade of one minor (or a newer patch) is a
+    /// plan like any other; a skipped minor or a downgrade is refused, as kubeadm refuses them.
+    fn version_change(&self) -> Result<Option<Upgrade>, Error> {
+        let Some((minor, patch)) = self.previous_version()? else { return Ok(None) };
+        let v = self.cluster.version;
+        let from = format!("v1.{minor}.{patch}");
+        if (v.minor, v.patch) == (minor, patch) {
+            return Ok(None);
+        }
+        if (v.minor, v.patch) < (minor, patch) {
+            return Err(Error::new(format!(
+                "kubernetesVersion {v} is older than {from}, which {} was generated for: downgrades are not supported                  (kubeadm refuses them too; etcd's data and the API objects may already be in the newer format). Set                  kubernetesVersion back to {from} or later.",
+                self.out.display()
+            )));
+        }
+        if v.minor > minor + 1 {
+            return Err(Error::new(format!(
+                "kubernetesVersion {v} skips v1.{} from {from}: the control plane is upgraded one minor at a time                  (kubeadm's rule and the version skew policy). Set kubernetesVersion to the newest v1.{}.x, roll                  that out, then move on to {v}.",
+                minor + 1,
+                minor + 1
+            )));
+        }
+        Ok(Some(Upgrade { from, to: v.to_string() }))
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.cluster.facts().support_warning().into_iter().collect()
     }
 
     /// `plan`: what `gen` would change and why; writes nothing and needs no private key.
@@ -285,6 +341,11 @@ impl Context {
             store: store.dir.display().to_string(),
             cas: report.cas.clone(),
             validity: format!("{}h", self.cluster.cert_validity / 3600),
+            key_usage: crate::pki::key_usages(self.cluster.key_algorithm)
+                .iter()
+                .map(|u| u.0)
+                .collect::<Vec<_>>()
+                .join(", "),
             rows,
         };
         let guide = format!("{}/SIGNING.md", layout::CSR_DIR);
@@ -452,7 +513,8 @@ impl Context {
                 unchanged: run.changes.unchanged,
             }),
             imported,
-            warnings: Vec::new(),
+            upgrade: run.upgrade.as_ref().map(|u| Upgrade { from: u.from.clone(), to: u.to.clone() }),
+            warnings: self.warnings(),
         }
     }
 
@@ -460,6 +522,7 @@ impl Context {
     /// issued, reissued and why). File-level changes need the secrets and are not listed.
     fn public_plan(&self, reason: String) -> Result<RunReport, Error> {
         self.check_clock()?;
+        let upgrade = self.version_change()?;
         let c = &self.cluster;
         let requests = crate::pki::plan::requests(c);
         let store = Store::plain(&self.out.join(layout::STORE));
@@ -523,7 +586,8 @@ impl Context {
             service_account_key: None,
             files: None,
             imported: None,
-            warnings: Vec::new(),
+            upgrade,
+            warnings: self.warnings(),
         })
     }
 }

@@ -36,6 +36,8 @@ pub struct RunReport {
     pub files: Option<FileChanges>,
     /// What an import took in (store ids, or files of a kubeadm directory).
     pub imported: Option<Imported>,
+    /// The Kubernetes version OUT was generated for, when the spec moves it (an upgrade).
+    pub upgrade: Option<Upgrade>,
     /// Things the operator should know (e.g. a version past upstream support).
     pub warnings: Vec<String>,
 }
@@ -101,6 +103,13 @@ pub struct FileChanges {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
+pub struct Upgrade {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Imported {
     /// Where from (the signed certificates' directory, the kubeadm directory).
     pub source: String,
@@ -139,6 +148,13 @@ impl fmt::Display for RunReport {
         }
         for w in &self.warnings {
             writeln!(f, "warning: {w}")?;
+        }
+        if let Some(u) = &self.upgrade {
+            writeln!(
+                f,
+                "upgrade: Kubernetes {} -> {}: roll the control-plane nodes one at a time, then the kubelets",
+                u.from, u.to
+            )?;
         }
         let dry = !self.applied;
         if self.public_only {
@@ -192,7 +208,20 @@ impl fmt::Display for RunReport {
         let fresh: Vec<&CertLine> =
             self.certificates.iter().filter(|l| matches!(l.action, Action::Issue | Action::Reissue)).collect();
         writeln!(f, "  certificates: {kept} kept, {} {}issued", fresh.len(), if dry { "to be " } else { "" })?;
-        for l in &fresh {
+        // New certificates are listed one by one up to a screenful, then counted by profile (a first run of a
+        // large cluster); a reissue always gets its own line, with its reasons.
+        let new: Vec<&&CertLine> = fresh.iter().filter(|l| l.action == Action::Issue && l.reasons.is_empty()).collect();
+        let by_profile = new.len() > 20;
+        if by_profile {
+            let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+            for l in &new {
+                *counts.entry(l.profile.as_deref().unwrap_or("?")).or_default() += 1;
+            }
+            for (profile, n) in counts {
+                writeln!(f, "    {:<8} {profile} x{n} — new", if dry { "issue" } else { "issued" })?;
+            }
+        }
+        for l in fresh.iter().filter(|l| !(by_profile && l.action == Action::Issue && l.reasons.is_empty())) {
             let verb = match (l.action, dry) {
                 (Action::Issue, true) => "issue",
                 (Action::Issue, false) => "issued",

@@ -2,7 +2,7 @@
 //! kubeadm's "external CA mode"). kubeforge writes each such leaf's key and a certificate signing request, the
 //! operator's CA signs them, and kubeforge takes the results back only after checking them like its own.
 
-use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyUsagePurpose, SanType};
+use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, SanType};
 use time::OffsetDateTime;
 
 use super::inspect::CertInfo;
@@ -79,7 +79,7 @@ fn csr(req: &CertRequest, key: &Key) -> Result<String, Error> {
     dn.push(DnType::CommonName, req.cn.as_str());
     p.distinguished_name = dn;
     // Usages travel as requested extensions; many signers ignore them, so SIGNING.md says what to add.
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    p.key_usages = super::key_usages(key.algorithm()).iter().map(|u| u.1).collect();
     if req.profile.usage.server() {
         p.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
     }

@@ -253,6 +253,21 @@ fn refuse_new_ca(req: &CertRequest, requests: &[CertRequest], store: &Store, pol
     Ok(())
 }
 
+/// The key usages of a leaf with a key of `alg` (a CA adds keyCertSign), as (the inspector's name, rcgen's).
+///
+/// kubeadm asserts keyEncipherment for every key (Go's x509 template); RFC 8813 §3 forbids it for EC keys, which
+/// cannot encipher, and upstream is dropping it for them (kubernetes/kubernetes#142273, #142037). kubeforge
+/// asserts it only for RSA keys (see the README's differences from kubeadm).
+pub fn key_usages(alg: KeyAlgorithm) -> &'static [(&'static str, KeyUsagePurpose)] {
+    match alg {
+        KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => &[
+            ("digitalSignature", KeyUsagePurpose::DigitalSignature),
+            ("keyEncipherment", KeyUsagePurpose::KeyEncipherment),
+        ],
+        KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => &[("digitalSignature", KeyUsagePurpose::DigitalSignature)],
+    }
+}
+
 /// An rcgen issuer described by what the CA certificate says: its subject, attribute by attribute with the same
 /// string types (Go matches a leaf's issuer to its CA's subject byte for byte), and its subject key identifier,
 /// which becomes each leaf's authority key identifier.
@@ -474,8 +489,11 @@ fn differences_given(
         why.push(format!("SAN removed: {s}"));
     }
     let want_eku = req.ext_key_usage();
-    if info.ext_key_usage != want_eku || info.is_ca || info.key_usage != ["digitalSignature", "keyEncipherment"] {
+    let want_ku: Vec<&str> = key_usages(cluster.key_algorithm).iter().map(|u| u.0).collect();
+    if info.ext_key_usage != want_eku || info.is_ca {
         why.push(format!("usages {:?} -> {:?}", info.ext_key_usage, want_eku));
+    } else if info.key_usage != want_ku {
+        why.push(format!("key usages {:?} -> {:?}", info.key_usage, want_ku));
     }
     if info.issuer != ca.subject || !signed.unwrap_or_else(|| inspect::signed_by(&info.der, &ca.spki_der)) {
         why.push(format!(
@@ -545,8 +563,7 @@ fn sign(
     }
     dn.push(DnType::CommonName, dn_value(&req.cn, is_printable(&req.cn)));
     p.distinguished_name = dn;
-    // keyEncipherment even for ECDSA keys, as kubeadm (Go's x509 template) does.
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    p.key_usages = key_usages(key.algorithm()).iter().map(|u| u.1).collect();
     let usage = req.profile.usage;
     if usage.is_ca() {
         p.key_usages.push(KeyUsagePurpose::KeyCertSign);

@@ -31,7 +31,7 @@ pub fn server_url(c: &Cluster, server: Server, node: Option<&Node>) -> String {
     };
     match (server, node) {
         (Server::Local, Some(n)) => local(n),
-        (Server::Kubelet, Some(n)) if n.is_control_plane() && c.version.minor >= 33 => local(n),
+        (Server::Kubelet, Some(n)) if n.is_control_plane() && c.facts().kubelet_local_apiserver => local(n),
         _ => endpoint(),
     }
 }

@@ -1,4 +1,5 @@
-//! The four static pods of a control-plane node, as kubeadm v1.31–v1.34 writes them (kubeadm-facts §3).
+//! The four static pods of a control-plane node, as kubeadm of the cluster's minor writes them (kubeadm-facts §3;
+//! what differs by version is in `crate::versions`).
 //!
 //! Flags are collected as (name, value) pairs and sorted by name, then value, exactly like kubeadm's
 //! `ArgumentsToCommand`, so the written order is alphabetical and a flag change is a one-line diff. A flag that
@@ -29,14 +30,14 @@ pub struct StaticPod {
     /// in command order.
     pub uses: Vec<(String, String)>,
     pub annotations: Vec<(String, String)>,
-    /// v1.31–v1.33 serializers wrote `creationTimestamp: null`; v1.34's does not (kubeadm-facts §3.0).
+    /// Serializers before v1.34 wrote `creationTimestamp: null` (kubeadm-facts §3.0).
     pub creation_timestamp_null: bool,
     pub command: Vec<String>,
     pub image: String,
     pub liveness: Option<Probe>,
     pub readiness: Option<Probe>,
     pub startup: Option<Probe>,
-    /// v1.34 declares the probe port as a named container port.
+    /// From v1.34 the probe port is a named container port.
     pub probe_port: Option<u16>,
     pub requests: Vec<(&'static str, &'static str)>,
     pub mounts: Vec<Mount>,
@@ -93,24 +94,18 @@ fn probe(
 }
 
 fn named_probe_port(c: &Cluster) -> bool {
-    c.version.minor >= 34
+    c.facts().named_probe_port
 }
 
-/// etcd 3.6 (the v1.34 default) renamed two experimental flags (kubeadm-facts §3.4, P3).
-pub fn etcd_is_36(c: &Cluster) -> bool {
-    c.version.minor >= 34
-}
-
-/// The etcd image tag kubeadm pins per Kubernetes version (kubeadm-facts §3.4). v1.31's is not verified in the
-/// reference; 3.5.15-0 is what release-1.31 pinned.
+/// The etcd image tag: kubeadm's for the cluster's version (kubeadm-facts §3.4; v1.35–v1.37 sheet §1).
 pub fn etcd_tag(c: &Cluster) -> &'static str {
-    match (c.version.minor, c.version.patch) {
-        (34, 0..=1) => "3.6.4-0",
-        (34, _) => "3.6.5-0",
-        (33, _) => "3.5.21-0",
-        (32, _) => "3.5.16-0",
-        _ => "3.5.15-0",
-    }
+    c.facts().etcd_tag(c.version.patch)
+}
+
+/// etcd 3.6 renamed two experimental flags (kubeadm-facts §3.4, P3); kubeadm up to v1.35 picks the names by the
+/// etcd image, from v1.36 always the new ones.
+pub fn etcd_is_36(c: &Cluster) -> bool {
+    !c.facts().etcd_flags_follow_image || crate::versions::etcd_at_least_36(etcd_tag(c))
 }
 
 /// `--tls-min-version` and `--tls-cipher-suites` for the Go components that serve HTTPS.
@@ -301,7 +296,7 @@ pub fn kube_apiserver(c: &Cluster, node: &Node) -> StaticPod {
             "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint".into(),
             join_host_port(&Host::Ip(adv), port),
         )],
-        creation_timestamp_null: !named_probe_port(c),
+        creation_timestamp_null: c.facts().creation_timestamp_null,
         command,
         image: image("kube-apiserver", &c.version.to_string()),
         liveness: Some(probe(c, ProbeKind::Liveness, host.clone(), "/livez", port, "HTTPS")),
@@ -349,7 +344,9 @@ pub fn kube_controller_manager(c: &Cluster, ca_key: bool) -> StaticPod {
     }
     let mut vols = ca_volumes(c);
     vols.push(("kubeconfig".into(), kubeconfig, "FileOrCreate", true));
-    vols.push(("flexvolume-dir".into(), layout::FLEXVOLUME_DIR.into(), "DirectoryOrCreate", false));
+    if c.facts().flexvolume_dir {
+        vols.push(("flexvolume-dir".into(), layout::FLEXVOLUME_DIR.into(), "DirectoryOrCreate", false));
+    }
     let (mounts, volumes) = volumes(vols);
     let host = Some("127.0.0.1".to_string());
     let (command, uses) = f.command("kube-controller-manager");
@@ -357,7 +354,7 @@ pub fn kube_controller_manager(c: &Cluster, ca_key: bool) -> StaticPod {
         name: "kube-controller-manager",
         uses,
         annotations: vec![],
-        creation_timestamp_null: !named_probe_port(c),
+        creation_timestamp_null: c.facts().creation_timestamp_null,
         command,
         image: image("kube-controller-manager", &c.version.to_string()),
         liveness: Some(probe(c, ProbeKind::Liveness, host.clone(), "/healthz", KCM_PORT, "HTTPS")),
@@ -384,14 +381,14 @@ pub fn kube_scheduler(c: &Cluster) -> StaticPod {
     tls_flags(c, &mut f);
     let (mounts, volumes) = volumes(vec![("kubeconfig".into(), kubeconfig, "FileOrCreate", true)]);
     let host = Some("127.0.0.1".to_string());
-    // v1.32 moved the scheduler's probes from /healthz to /livez and /readyz (kubeadm-facts §3.3, P1).
-    let (live, ready) = if c.version.minor >= 32 { ("/livez", Some("/readyz")) } else { ("/healthz", None) };
+    // Since v1.32 (every supported version) the scheduler's probes are /livez and /readyz (kubeadm-facts §3.3, P1).
+    let (live, ready) = ("/livez", Some("/readyz"));
     let (command, uses) = f.command("kube-scheduler");
     StaticPod {
         name: "kube-scheduler",
         uses,
         annotations: vec![],
-        creation_timestamp_null: !named_probe_port(c),
+        creation_timestamp_null: c.facts().creation_timestamp_null,
         command,
         image: image("kube-scheduler", &c.version.to_string()),
         liveness: Some(probe(c, ProbeKind::Liveness, host.clone(), live, SCHEDULER_PORT, "HTTPS")),
@@ -462,7 +459,7 @@ pub fn etcd(c: &Cluster, node: &Node) -> StaticPod {
         name: "etcd",
         uses,
         annotations: vec![("kubeadm.kubernetes.io/etcd.advertise-client-urls".into(), client)],
-        creation_timestamp_null: !named_probe_port(c),
+        creation_timestamp_null: c.facts().creation_timestamp_null,
         command,
         image: image("etcd", etcd_tag(c)),
         liveness: Some(probe(c, ProbeKind::Liveness, host.clone(), "/livez", port, "HTTP")),

@@ -2,6 +2,7 @@
 //! are already decided (sorted flags, resolved paths, URLs). Templates hold layout, not logic.
 
 pub mod kubeconfig;
+pub mod kubelet;
 pub mod manifests;
 pub mod yaml;
 
@@ -77,6 +78,8 @@ pub struct SigningList<'a> {
     pub store: String,
     pub cas: Vec<String>,
     pub validity: String,
+    /// The key usages every certificate needs, e.g. `digitalSignature` (EC keys) or `digitalSignature, keyEncipherment`.
+    pub key_usage: String,
     /// CSR path (without extension), signer subject, subject, SANs, extended key usages.
     pub rows: Vec<(String, String, String, String, String)>,
 }
@@ -97,32 +100,4 @@ pub enum Provider {
 #[template(path = "encryption-config.yml", escape = "none")]
 pub struct EncryptionConfig {
     pub provider: Provider,
-}
-
-/// Per node; kubeadm's enforced defaults (kubeadm-facts §4.3) plus the serving certificate kubeforge issues and
-/// the CIS 1.12 kubelet items.
-#[derive(Template)]
-#[template(path = "kubelet-config.yml", escape = "none")]
-pub struct KubeletConfig<'a> {
-    pub node: &'a str,
-    pub cluster_dns: String,
-    pub cluster_domain: &'a str,
-    pub protect_kernel_defaults: bool,
-    pub cipher_suites: &'a [String],
-    pub tls_min_version: &'a str,
-    pub client_ca_file: String,
-    pub tls_cert_file: String,
-    pub tls_private_key_file: String,
-    pub static_pod_path: &'a str,
-}
-
-impl KubeletConfig<'_> {
-    /// The files this configuration makes the kubelet read, with the setting that names each.
-    pub fn uses(&self) -> Vec<(String, String)> {
-        vec![
-            (self.client_ca_file.clone(), "kubelet --client-ca-file (authentication.x509.clientCAFile)".into()),
-            (self.tls_cert_file.clone(), "kubelet --tls-cert-file (tlsCertFile)".into()),
-            (self.tls_private_key_file.clone(), "kubelet --tls-private-key-file (tlsPrivateKeyFile)".into()),
-        ]
-    }
 }

@@ -70,9 +70,93 @@ fn double_quoted(s: &str) -> String {
     out
 }
 
+/// A YAML document in block style, the way kubeadm's files read: mappings one key per line (in the mapping's
+/// order), sequences as `- item` at the parent key's indentation, empty ones as `{}` and `[]`, every string through
+/// [`scalar`]. Floats are written as Rust prints them; tags are not supported (nothing kubeforge writes has one).
+pub fn document(v: &serde_yaml::Value) -> String {
+    let mut out = String::new();
+    block(v, 0, &mut out);
+    out
+}
+
+fn inline(v: &serde_yaml::Value) -> Option<String> {
+    use serde_yaml::Value;
+    Some(match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => scalar(s),
+        Value::Sequence(s) if s.is_empty() => "[]".into(),
+        Value::Mapping(m) if m.is_empty() => "{}".into(),
+        _ => return None,
+    })
+}
+
+fn key(k: &serde_yaml::Value) -> String {
+    match k {
+        serde_yaml::Value::String(s) => scalar(s),
+        other => inline(other).unwrap_or_else(|| "?".into()),
+    }
+}
+
+/// Writes `v` (a mapping or a sequence) with its lines indented by `indent` spaces.
+fn block(v: &serde_yaml::Value, indent: usize, out: &mut String) {
+    use serde_yaml::Value;
+    let pad = " ".repeat(indent);
+    match v {
+        Value::Mapping(m) => {
+            for (k, v) in m {
+                match (inline(v), v) {
+                    (Some(s), _) => writeln!(out, "{pad}{}: {s}", key(k)).unwrap(),
+                    (None, Value::Sequence(_)) => {
+                        writeln!(out, "{pad}{}:", key(k)).unwrap();
+                        block(v, indent, out);
+                    }
+                    (None, _) => {
+                        writeln!(out, "{pad}{}:", key(k)).unwrap();
+                        block(v, indent + 2, out);
+                    }
+                }
+            }
+        }
+        Value::Sequence(items) => {
+            for item in items {
+                match (inline(item), item) {
+                    (Some(s), _) => writeln!(out, "{pad}- {s}").unwrap(),
+                    (None, Value::Mapping(_)) => {
+                        // The first key on the dash's line, the rest aligned under it.
+                        let mut inner = String::new();
+                        block(item, indent + 2, &mut inner);
+                        let body = inner.trim_start_matches(' ');
+                        out.push_str(&format!("{pad}- {body}"));
+                    }
+                    (None, _) => {
+                        writeln!(out, "{pad}-").unwrap();
+                        block(item, indent + 2, out);
+                    }
+                }
+            }
+        }
+        other => writeln!(out, "{pad}{}", inline(other).unwrap_or_default()).unwrap(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn documents_read_back_as_what_was_written() {
+        let text =
+            "a: 1\nb:\n  c: [x, \"yes\", {d: e, f: [1, 2]}]\n  g: {}\nh: []\ni: true\nj: \"5m0s\"\nk:\n- - 1\n  - 2\n";
+        let v: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+        let doc = document(&v);
+        assert_eq!(serde_yaml::from_str::<serde_yaml::Value>(&doc).unwrap(), v, "{doc}");
+        assert_eq!(
+            doc,
+            "a: 1\nb:\n  c:\n  - x\n  - \"yes\"\n  - d: e\n    f:\n    - 1\n    - 2\n  g: {}\nh: []\ni: true\nj: 5m0s\nk:\n-\n  - 1\n  - 2\n"
+        );
+    }
 
     #[test]
     fn plain_where_kubeadm_is_plain() {
