@@ -108,6 +108,15 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Every image the cluster's nodes pull (kubeadm's `config images list`), one per line: what an air-gapped
+    /// site mirrors into its registry. Reads only the spec.
+    Images {
+        /// The cluster spec (default: the embedded demo spec, fixtures/demo.yaml).
+        #[arg(long, value_name = "FILE")]
+        spec: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -202,6 +211,7 @@ pub fn run(command: Command) -> Result<Outcome, Error> {
         Command::ImportKubeadm { dir, node, common, format } => {
             ok(print(&common.options().load()?.import_kubeadm(&dir, &node)?, format))
         }
+        Command::Images { spec, format } => ok(print(&ops::images(&ops::load_spec(spec.as_deref())?)?, format)),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "kubeforge", &mut buf);

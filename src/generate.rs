@@ -45,7 +45,7 @@ pub fn generate_with(
 ) -> Result<Generated, Error> {
     let requests = plan::requests(cluster);
     let pki = pki::build(cluster, &requests, store, keys, now, policy)?;
-    let mut tree = files(cluster, &pki);
+    let mut tree = files(cluster, &pki)?;
     inventory(&mut tree, cluster, &pki);
     if let Some(s) = sealing {
         seal(&mut tree, s)?;
@@ -60,7 +60,7 @@ fn cert_ref(m: &Material) -> CertRef {
 }
 
 /// Every file of the cluster with its metadata: the store, each node's bundle, the operator's files.
-pub fn files(cluster: &Cluster, pki: &Pki) -> Tree {
+pub fn files(cluster: &Cluster, pki: &Pki) -> Result<Tree, Error> {
     let mut tree = Tree::default();
     tree.dir_modes.insert(layout::STORE.into(), 0o700);
 
@@ -127,8 +127,12 @@ pub fn files(cluster: &Cluster, pki: &Pki) -> Tree {
             tree.add(path(&k.dest()), text, Kind::Kubeconfig).cert = Some(cert_ref(client));
         }
 
-        let (text, kubelet_uses) = crate::render::kubelet::config(cluster, node);
-        tree.add(path(layout::KUBELET_CONFIG), text, Kind::KubeletConfig);
+        // Rendering was checked with the spec (`render::check`); a problem here would be a bug, still reported.
+        let spec_problem = |p: crate::spec::Problem| Error::new(format!("{}: {}", p.path, p.message));
+        let kubelet = crate::render::kubelet::config(cluster, node).map_err(spec_problem)?;
+        tree.add(path(layout::KUBELET_CONFIG), kubelet.text, Kind::KubeletConfig);
+        tree.add(path(layout::KUBELET_FLAGS), crate::render::kubelet::flags_env(cluster, node), Kind::KubeletFlags);
+        let kubelet_uses = kubelet.uses;
 
         if cp {
             if cluster.security.audit.is_some() {
@@ -142,20 +146,11 @@ pub fn files(cluster: &Cluster, pki: &Pki) -> Tree {
                 tree.add(path(layout::EXTERNAL_ETCD_CA), pem.clone(), Kind::CaCert).cert =
                     Some(CertRef { profile: None, info: info.clone() });
             }
-            let mut pods = vec![
-                manifests::kube_apiserver(cluster, node),
-                manifests::kube_controller_manager(cluster, ca.key_pem.is_some()),
-                manifests::kube_scheduler(cluster),
-            ];
-            if cluster.stacked_etcd() {
-                pods.insert(0, manifests::etcd(cluster, node));
-            }
-            for pod in pods {
+            for pod in manifests::pods(cluster, node, ca.key_pem.is_some()).map_err(spec_problem)? {
                 for (dest, u) in &pod.uses {
                     uses.entry(dest.clone()).or_default().push(u.clone());
                 }
-                let text = finish(pod.render().expect("static pod template"));
-                tree.add(path(&layout::manifest(pod.name)), text, Kind::Manifest);
+                tree.add(path(&layout::manifest(pod.name)), pod.text, Kind::Manifest);
             }
         }
         for (dest, u) in kubelet_uses {
@@ -185,7 +180,7 @@ pub fn files(cluster: &Cluster, pki: &Pki) -> Tree {
     tree.add(layout::BOOTSTRAP_RBAC, rbac, Kind::Rbac)
         .used_by
         .push("kubectl apply, once, with super-admin.conf".into());
-    tree
+    Ok(tree)
 }
 
 /// The EncryptionConfiguration every control-plane node gets, if Secrets are encrypted at rest.

@@ -17,6 +17,8 @@ pub const KUBELET_DIR: &str = "/var/lib/kubelet";
 pub const KUBELET_PKI_DIR: &str = "/var/lib/kubelet/pki";
 /// The KubeletConfiguration kubeadm writes (`kubelet --config`).
 pub const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";
+/// kubeadm's environment file for the kubelet's flags (`KUBELET_KUBEADM_ARGS`).
+pub const KUBELET_FLAGS: &str = "/var/lib/kubelet/kubeadm-flags.env";
 pub const ETCD_DATA_DIR: &str = "/var/lib/etcd";
 pub const ETCD_PKI_DIR: &str = "/etc/kubernetes/pki/etcd";
 pub const AUDIT_POLICY: &str = "/etc/kubernetes/audit-policy.yaml";

@@ -6,6 +6,7 @@
 //! as functions with typed reports; [`cli`] is the command line over them.
 
 pub mod cli;
+pub mod custom;
 pub mod fault;
 pub mod generate;
 pub mod import;

@@ -29,6 +29,8 @@ pub enum Kind {
     /// A certificate signing request for an external CA.
     Csr,
     KubeletConfig,
+    /// kubeadm's `/var/lib/kubelet/kubeadm-flags.env`: the kubelet's flags that have no configuration field.
+    KubeletFlags,
     AuditPolicy,
     /// The EncryptionConfiguration: it holds the keys that encrypt Secrets at rest.
     EncryptionConfig,
@@ -57,6 +59,7 @@ impl Kind {
             | Kind::Manifest
             | Kind::Csr
             | Kind::KubeletConfig
+            | Kind::KubeletFlags
             | Kind::AuditPolicy
             | Kind::EncryptionConfig => 0o600,
         }
@@ -76,6 +79,7 @@ impl Kind {
             Kind::Index => "index",
             Kind::Csr => "csr",
             Kind::KubeletConfig => "kubelet-config",
+            Kind::KubeletFlags => "kubelet-flags",
             Kind::AuditPolicy => "audit-policy",
             Kind::EncryptionConfig => "encryption-config",
             Kind::Sealed => "sealed",

@@ -25,12 +25,19 @@ pub struct RawSpec {
     pub kubernetes_version: String,
     #[serde(default)]
     pub control_plane_endpoint: String,
+    /// Where the control-plane images, etcd and the sandbox (pause) image come from (kubeadm's `imageRepository`).
+    #[serde(default = "default_registry")]
+    pub image_repository: String,
     #[serde(default)]
     pub networking: RawNetworking,
     #[serde(default)]
     pub pki: RawPki,
     #[serde(default)]
     pub api_server: RawApiServer,
+    #[serde(default)]
+    pub controller_manager: crate::custom::RawExtras,
+    #[serde(default)]
+    pub scheduler: crate::custom::RawExtras,
     #[serde(default)]
     pub etcd: RawEtcd,
     /// Host directories with CA bundles that the apiserver and controller-manager mount read-only (kubeadm mounts
@@ -39,18 +46,27 @@ pub struct RawSpec {
     pub host_ca_cert_dirs: Vec<String>,
     #[serde(default)]
     pub security: crate::security::RawSecurity,
-    /// Kubelet settings for every node (`nodes[].kubelet` for one node).
+    /// Kubelet settings for every node: a partial KubeletConfiguration (`nodes[].kubelet` for one node), see
+    /// `crate::custom::kubelet`.
     #[serde(default)]
-    pub kubelet: RawKubelet,
+    pub kubelet: serde_yaml::Mapping,
+    /// A kubeadm `--patches` directory, relative to the spec (see `crate::custom::patches`).
+    #[serde(default)]
+    pub patches: Option<RawPatches>,
     pub nodes: Vec<RawNode>,
 }
 
-/// Kubelet settings: at the cluster level, and per node over them.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
-pub struct RawKubelet {
-    /// The CRI socket (KubeletConfiguration `containerRuntimeEndpoint`, kubeadm's `nodeRegistration.criSocket`).
-    pub container_runtime_endpoint: Option<String>,
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawPatches {
+    pub directory: String,
+}
+
+/// kubeadm's default `imageRepository`.
+pub const DEFAULT_REGISTRY: &str = "registry.k8s.io";
+
+fn default_registry() -> String {
+    DEFAULT_REGISTRY.into()
 }
 
 /// containerd's socket, kubeadm's default `criSocket` when containerd is found.
@@ -140,18 +156,65 @@ pub struct RawProvidedCa {
     pub chain: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawApiServer {
     #[serde(rename = "certSANs")]
     pub cert_sans: Vec<String>,
+    /// kube-apiserver's secure port (kubeadm's `localAPIEndpoint.bindPort`): the flag, the probes, the
+    /// kubeconfigs that talk to a node's own apiserver, and `controlPlaneEndpoint` when it names no port.
+    pub bind_port: u16,
+    pub extra_args: Vec<crate::custom::RawArg>,
+    pub extra_volumes: Vec<crate::custom::RawVolume>,
+    pub extra_envs: Vec<crate::custom::RawEnv>,
+}
+
+impl Default for RawApiServer {
+    fn default() -> Self {
+        Self {
+            cert_sans: Vec::new(),
+            bind_port: crate::API_SERVER_PORT,
+            extra_args: Vec::new(),
+            extra_volumes: Vec::new(),
+            extra_envs: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawEtcd {
+    /// The stacked etcd's settings (kubeadm's `etcd.local`).
+    pub local: Option<RawLocalEtcd>,
     /// An etcd cluster that kubeforge does not run; absent = stacked etcd on every control-plane node.
     pub external: Option<RawExternalEtcd>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawLocalEtcd {
+    /// etcd's image repository, when not `imageRepository`.
+    pub image_repository: String,
+    /// etcd's image tag, when not kubeadm's for the cluster's version.
+    pub image_tag: String,
+    /// The member's data directory on the node (mounted as `etcd-data`).
+    pub data_dir: String,
+    pub extra_args: Vec<crate::custom::RawArg>,
+    pub extra_volumes: Vec<crate::custom::RawVolume>,
+    pub extra_envs: Vec<crate::custom::RawEnv>,
+}
+
+impl Default for RawLocalEtcd {
+    fn default() -> Self {
+        Self {
+            image_repository: String::new(),
+            image_tag: String::new(),
+            data_dir: crate::layout::ETCD_DATA_DIR.into(),
+            extra_args: Vec::new(),
+            extra_volumes: Vec::new(),
+            extra_envs: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,8 +251,25 @@ pub struct RawNode {
     pub address: String,
     #[serde(default)]
     pub sans: Vec<String>,
+    /// This node's kubelet settings, merged over `kubelet:`.
     #[serde(default)]
-    pub kubelet: RawKubelet,
+    pub kubelet: serde_yaml::Mapping,
+    /// Labels the kubelet registers the node with (`--node-labels`).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Taints the kubelet registers the node with (`registerWithTaints`). Absent: kubeadm's default, the
+    /// control-plane taint on control-plane nodes and none on workers; `[]`: none.
+    #[serde(default)]
+    pub taints: Option<Vec<RawTaint>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTaint {
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+    pub effect: String,
 }
 
 /// A validated cluster: every value parsed, every default applied.
@@ -219,8 +299,24 @@ pub struct Cluster {
     pub sealed_to: Option<Vec<String>>,
     /// CAs given in `pki.cas`, by profile name.
     pub provided_cas: std::collections::BTreeMap<String, ProvidedCa>,
-    /// `kubelet.containerRuntimeEndpoint` (default containerd's socket).
-    pub cri_socket: String,
+    /// `imageRepository`.
+    pub image_repository: String,
+    /// `apiServer.bindPort`.
+    pub bind_port: u16,
+    /// `etcd.local.imageRepository` and `imageTag`, if set.
+    pub etcd_image_repository: Option<String>,
+    pub etcd_image_tag: Option<String>,
+    /// `etcd.local.dataDir`.
+    pub etcd_data_dir: String,
+    /// Each component's extraArgs, extraVolumes and extraEnvs.
+    pub extras: std::collections::BTreeMap<crate::custom::Component, crate::custom::Extras>,
+    /// `kubelet:` settings for every node.
+    pub kubelet: serde_yaml::Mapping,
+    /// The patches of `patches.directory`, in the order they apply.
+    pub patches: Vec<crate::custom::patches::Patch>,
+    /// What every run says about this spec: secure defaults turned off by customization (see
+    /// `crate::custom::secure`).
+    pub warnings: Vec<String>,
     pub nodes: Vec<Node>,
 }
 
@@ -261,6 +357,17 @@ impl Cluster {
     pub fn facts(&self) -> &'static crate::versions::Facts {
         crate::versions::facts(self.version.minor).expect("validated: a supported minor")
     }
+
+    /// A component's extras (empty when the spec has none).
+    pub fn extras(&self, c: crate::custom::Component) -> &crate::custom::Extras {
+        static NONE: std::sync::OnceLock<crate::custom::Extras> = std::sync::OnceLock::new();
+        self.extras.get(&c).unwrap_or_else(|| NONE.get_or_init(Default::default))
+    }
+
+    /// An image of `imageRepository`.
+    pub fn image(&self, name: &str, tag: &str) -> String {
+        format!("{}/{name}:{tag}", self.image_repository)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -293,18 +400,28 @@ pub struct Node {
     pub role: Role,
     pub address: IpAddr,
     pub sans: Vec<San>,
-    /// `nodes[].kubelet.containerRuntimeEndpoint`, if set.
-    pub cri_socket: Option<String>,
+    /// `nodes[].kubelet`: this node's kubelet settings over the cluster's.
+    pub kubelet: serde_yaml::Mapping,
+    /// `nodes[].labels`.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `nodes[].taints`, or kubeadm's default for the node's role.
+    pub taints: Vec<Taint>,
 }
+
+/// A taint the kubelet registers its node with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taint {
+    pub key: String,
+    pub value: String,
+    pub effect: String,
+}
+
+/// kubeadm's default taint of a control-plane node (`nodeRegistration.taints` when unset).
+pub const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";
 
 impl Node {
     pub fn is_control_plane(&self) -> bool {
         self.role == Role::ControlPlane
-    }
-
-    /// The node's CRI socket: its own, else the cluster's.
-    pub fn container_runtime_endpoint<'a>(&'a self, c: &'a Cluster) -> &'a str {
-        self.cri_socket.as_deref().unwrap_or(&c.cri_socket)
     }
 }
 
@@ -391,7 +508,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Cluster, SpecError> {
         };
         err(vec![Problem { path, message: without_values(&message) }])
     })?;
-    validate(file, &raw).map_err(err)
+    let mut cluster = validate(file, &raw).map_err(err)?;
+    cluster.warnings = crate::render::check(&cluster).map_err(err)?;
+    Ok(cluster)
 }
 
 /// A YAML reader's message without the scalar values it quotes (`invalid type: string "…", expected …`): the
@@ -482,7 +601,7 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
         None
     } else {
         match crate::net::parse_host_port(&raw.control_plane_endpoint) {
-            Ok((host, port)) => Some(Endpoint { host, port: port.unwrap_or(crate::API_SERVER_PORT) }),
+            Ok((host, port)) => Some(Endpoint { host, port: port.unwrap_or(raw.api_server.bind_port) }),
             Err(m) => {
                 c.fail("controlPlaneEndpoint", format!("{:?}: {m}", raw.control_plane_endpoint));
                 None
@@ -508,8 +627,8 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
         Some(x) => Etcd::External(external_etcd(&mut c, file, x)),
     };
     let nodes = validate_nodes(&mut c, &raw.nodes);
-    let cluster_cri =
-        cri_socket(&mut c, "kubelet.containerRuntimeEndpoint", raw.kubelet.container_runtime_endpoint.as_deref());
+    let facts = crate::versions::facts(version.minor).expect("a supported minor");
+    let custom = validate_custom(&mut c, file, raw, facts);
 
     if !c.problems.is_empty() {
         return Err(c.problems);
@@ -532,23 +651,149 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
         security,
         sealed_to: pki.sealed_to,
         provided_cas: pki.provided_cas,
-        cri_socket: cluster_cri.unwrap_or_else(|| DEFAULT_CRI_SOCKET.to_string()),
+        image_repository: raw.image_repository.clone(),
+        bind_port: raw.api_server.bind_port,
+        etcd_image_repository: custom.etcd_image_repository,
+        etcd_image_tag: custom.etcd_image_tag,
+        etcd_data_dir: custom.etcd_data_dir,
+        extras: custom.extras,
+        kubelet: raw.kubelet.clone(),
+        patches: custom.patches,
+        warnings: Vec::new(),
         nodes,
     })
 }
 
-/// A CRI endpoint: `unix://` and a clean absolute path of a socket.
-fn cri_socket(c: &mut Check, path: &str, value: Option<&str>) -> Option<String> {
-    let v = value?;
-    match v.strip_prefix("unix://") {
-        Some(p) if crate::net::is_clean_abs_path(p) && p != "/" => Some(v.to_string()),
-        _ => {
-            c.fail(
-                path,
-                format!("{v:?} is not a CRI endpoint of the form unix:///path/to/socket (e.g. {DEFAULT_CRI_SOCKET})"),
-            );
-            None
+/// The customization of the spec, validated (see `crate::custom`).
+struct Custom {
+    etcd_image_repository: Option<String>,
+    etcd_image_tag: Option<String>,
+    etcd_data_dir: String,
+    extras: std::collections::BTreeMap<crate::custom::Component, crate::custom::Extras>,
+    patches: Vec<crate::custom::patches::Patch>,
+}
+
+fn validate_custom(c: &mut Check, file: &Path, raw: &RawSpec, facts: &crate::versions::Facts) -> Custom {
+    use crate::custom::{self, Component, RawExtras};
+    if let Err(m) = image_repository(&raw.image_repository) {
+        c.fail("imageRepository", m);
+    }
+    if raw.api_server.bind_port == 0 {
+        c.fail("apiServer.bindPort", "0 is not a port; use 1 to 65535 (kubeadm's default is 6443)");
+    }
+    let local = raw.etcd.local.as_ref();
+    if local.is_some() && raw.etcd.external.is_some() {
+        c.fail("etcd", "set etcd.local (kubeforge runs etcd) or etcd.external (etcd runs elsewhere), not both");
+    }
+    let defaults = RawLocalEtcd::default();
+    let local = local.unwrap_or(&defaults);
+    let etcd_image_repository = (!local.image_repository.is_empty()).then(|| {
+        if let Err(m) = image_repository(&local.image_repository) {
+            c.fail("etcd.local.imageRepository", m);
         }
+        local.image_repository.clone()
+    });
+    let etcd_image_tag = (!local.image_tag.is_empty()).then(|| {
+        let t = &local.image_tag;
+        let ok = t.len() <= 128
+            && !t.starts_with(['.', '-'])
+            && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if !ok {
+            c.fail(
+                "etcd.local.imageTag",
+                format!("{t:?} is not an image tag (letters, digits, '_', '.', '-', at most 128, e.g. \"3.6.8-0\")"),
+            );
+        }
+        t.clone()
+    });
+    if !crate::net::is_clean_abs_path(&local.data_dir) || local.data_dir == "/" {
+        c.fail("etcd.local.dataDir", format!("{:?} is not a clean absolute path of a directory", local.data_dir));
+    } else if local.data_dir == crate::layout::K8S_DIR
+        || local.data_dir.starts_with(&format!("{}/", crate::layout::K8S_DIR))
+    {
+        c.fail(
+            "etcd.local.dataDir",
+            format!("{:?} is inside {}, where kubeforge's files are installed", local.data_dir, crate::layout::K8S_DIR),
+        );
+    }
+    let api = &raw.api_server;
+    let raws: [(Component, RawExtras); 4] = [
+        (
+            Component::ApiServer,
+            RawExtras {
+                extra_args: api.extra_args.clone(),
+                extra_volumes: api.extra_volumes.clone(),
+                extra_envs: api.extra_envs.clone(),
+            },
+        ),
+        (
+            Component::ControllerManager,
+            RawExtras {
+                extra_args: raw.controller_manager.extra_args.clone(),
+                extra_volumes: raw.controller_manager.extra_volumes.clone(),
+                extra_envs: raw.controller_manager.extra_envs.clone(),
+            },
+        ),
+        (
+            Component::Scheduler,
+            RawExtras {
+                extra_args: raw.scheduler.extra_args.clone(),
+                extra_volumes: raw.scheduler.extra_volumes.clone(),
+                extra_envs: raw.scheduler.extra_envs.clone(),
+            },
+        ),
+        (
+            Component::Etcd,
+            RawExtras {
+                extra_args: local.extra_args.clone(),
+                extra_volumes: local.extra_volumes.clone(),
+                extra_envs: local.extra_envs.clone(),
+            },
+        ),
+    ];
+    let mut extras = std::collections::BTreeMap::new();
+    for (comp, r) in &raws {
+        let x = custom::validate(*comp, r, facts, &mut |p, m| c.fail(p, m));
+        if !x.is_empty() {
+            extras.insert(*comp, x);
+        }
+    }
+    custom::kubelet::validate(&raw.kubelet, "kubelet", &mut |p, m| c.fail(p, m));
+    let patches = match &raw.patches {
+        None => Vec::new(),
+        Some(p) => {
+            let dir = file.parent().unwrap_or(Path::new(".")).join(&p.directory);
+            custom::patches::load(&dir, &mut |m| c.fail("patches.directory", m))
+        }
+    };
+    Custom { etcd_image_repository, etcd_image_tag, etcd_data_dir: local.data_dir.clone(), extras, patches }
+}
+
+/// An image repository: a registry host (with an optional port) and optional path components, as container
+/// image references spell them (`registry.example.com:5000/k8s`), no scheme, no tag.
+fn image_repository(r: &str) -> Result<(), String> {
+    let mut parts = r.split('/');
+    let host = parts.next().unwrap_or("");
+    let (name, port) = host.split_once(':').map_or((host, None), |(h, p)| (h, Some(p)));
+    let host_ok = !name.is_empty()
+        && name.len() <= 253
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
+        && !name.starts_with(['.', '-'])
+        && port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let path_ok = parts.all(|c| {
+        !c.is_empty()
+            && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            && c.as_bytes()[0].is_ascii_alphanumeric()
+            && c.as_bytes()[c.len() - 1].is_ascii_alphanumeric()
+    });
+    if r.len() <= 255 && host_ok && path_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{:?} is not an image repository: a registry host with an optional port and path, without scheme or tag \
+             (e.g. {DEFAULT_REGISTRY} or registry.example.com:5000/k8s)",
+            r.chars().take(80).collect::<String>()
+        ))
     }
 }
 
@@ -718,9 +963,48 @@ fn validate_nodes(c: &mut Check, raw: &[RawNode]) -> Vec<Node> {
             }
         };
         let node_sans = sans(c, &at("sans"), &n.sans);
-        let cri_socket =
-            cri_socket(c, &at("kubelet.containerRuntimeEndpoint"), n.kubelet.container_runtime_endpoint.as_deref());
-        nodes.push(Node { name: n.name.clone(), role, address, sans: node_sans, cri_socket });
+        crate::custom::kubelet::validate(&n.kubelet, &at("kubelet"), &mut |p, m| c.fail(p, m));
+        for (k, v) in &n.labels {
+            if let Err(m) = node_label(k, v) {
+                c.fail(format!("nodes[{i}].labels{}", key_path(k)), m);
+            }
+        }
+        let taints = match &n.taints {
+            None if role == Role::ControlPlane => {
+                vec![Taint { key: CONTROL_PLANE_TAINT.into(), value: String::new(), effect: "NoSchedule".into() }]
+            }
+            None => Vec::new(),
+            Some(list) => {
+                let mut seen = BTreeSet::new();
+                for (j, t) in list.iter().enumerate() {
+                    let at = format!("nodes[{i}].taints[{j}]");
+                    if let Err(m) = qualified_name(&t.key) {
+                        c.fail(format!("{at}.key"), format!("{:?} {m}", t.key.chars().take(80).collect::<String>()));
+                    }
+                    if !label_value(&t.value) {
+                        c.fail(format!("{at}.value"), LABEL_VALUE_RULE);
+                    }
+                    if !TAINT_EFFECTS.contains(&t.effect.as_str()) {
+                        c.fail(format!("{at}.effect"), format!("must be one of {}", TAINT_EFFECTS.join(", ")));
+                    }
+                    if !seen.insert((t.key.as_str(), t.effect.as_str())) {
+                        c.fail(at, format!("{} with effect {} is listed twice", t.key, t.effect));
+                    }
+                }
+                list.iter()
+                    .map(|t| Taint { key: t.key.clone(), value: t.value.clone(), effect: t.effect.clone() })
+                    .collect()
+            }
+        };
+        nodes.push(Node {
+            name: n.name.clone(),
+            role,
+            address,
+            sans: node_sans,
+            kubelet: n.kubelet.clone(),
+            labels: n.labels.clone(),
+            taints,
+        });
     }
     if raw.is_empty() {
         c.fail("nodes", "the cluster has no nodes; list at least one node with role control-plane");
@@ -728,6 +1012,82 @@ fn validate_nodes(c: &mut Check, raw: &[RawNode]) -> Vec<Node> {
         c.fail("nodes", "no node has role control-plane; a cluster needs at least one");
     }
     nodes
+}
+
+/// `.key` for a plain key, `["key"]` (escaped) for anything else, so that a path never carries a raw newline.
+fn key_path(k: &str) -> String {
+    if !k.is_empty() && k.len() <= 253 && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b)) {
+        format!(".{k}")
+    } else {
+        format!("[{:?}]", k.chars().take(80).collect::<String>())
+    }
+}
+
+const TAINT_EFFECTS: [&str; 3] = ["NoSchedule", "PreferNoSchedule", "NoExecute"];
+const LABEL_VALUE_RULE: &str =
+    "must be empty or at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit";
+
+/// A label or taint key: an optional DNS-subdomain prefix and `/`, then a name of at most 63 characters.
+fn qualified_name(key: &str) -> Result<(), String> {
+    let (prefix, name) = key.rsplit_once('/').map_or((None, key), |(p, n)| (Some(p), n));
+    if let Some(p) = prefix
+        && !crate::net::is_dns_subdomain(p)
+    {
+        return Err("has a prefix that is not a DNS subdomain (e.g. example.com/name)".into());
+    }
+    if name.is_empty() || !label_value(name) {
+        return Err(
+            "is not a label key: an optional prefix/ and a name of at most 63 letters, digits, '-', '_' and '.', \
+             starting and ending with a letter or digit"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+fn label_value(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.is_empty()
+        || (b.len() <= 63
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric())
+}
+
+/// A label the kubelet may register its node with: kubelets may set labels in the kubernetes.io and k8s.io
+/// namespaces only from a fixed list (the kubelet refuses to start otherwise, and NodeRestriction would refuse
+/// the update), so `node-role.kubernetes.io/*` is applied with kubectl after the node joins.
+fn node_label(k: &str, v: &str) -> Result<(), String> {
+    const ALLOWED: [&str; 11] = [
+        "kubernetes.io/hostname",
+        "kubernetes.io/arch",
+        "kubernetes.io/os",
+        "beta.kubernetes.io/arch",
+        "beta.kubernetes.io/os",
+        "beta.kubernetes.io/instance-type",
+        "node.kubernetes.io/instance-type",
+        "topology.kubernetes.io/region",
+        "topology.kubernetes.io/zone",
+        "failure-domain.beta.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/zone",
+    ];
+    qualified_name(k).map_err(|m| format!("the key {m}"))?;
+    if !label_value(v) {
+        return Err(format!("the value {LABEL_VALUE_RULE}"));
+    }
+    let ns = k.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+    let restricted = ["kubernetes.io", "k8s.io"].iter().any(|d| ns == *d || ns.ends_with(&format!(".{d}")));
+    let allowed_ns =
+        ["kubelet.kubernetes.io", "node.kubernetes.io"].iter().any(|d| ns == *d || ns.ends_with(&format!(".{d}")));
+    if restricted && !allowed_ns && !ALLOWED.contains(&k) {
+        return Err(format!(
+            "a kubelet may not set {k:?}: labels under kubernetes.io and k8s.io are limited to {} and the \
+             kubelet.kubernetes.io and node.kubernetes.io namespaces (the kubelet refuses to start). Apply it with \
+             kubectl label once the node has joined",
+            ALLOWED.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 fn external_etcd(c: &mut Check, file: &Path, x: &RawExternalEtcd) -> ExternalEtcd {

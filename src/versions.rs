@@ -28,6 +28,16 @@ pub struct Facts {
     /// etcd's corrupt-check and progress-notify flags follow the etcd image: the `--experimental-*` names below
     /// etcd 3.6 (v1.34, v1.35). From v1.36 kubeadm always writes the etcd 3.6 names (P9).
     pub etcd_flags_follow_image: bool,
+    /// kubeadm writes `--pod-infra-container-image=<imageRepository>/pause:<pause>` into kubeadm-flags.env (up to
+    /// v1.34; the kubelet of v1.35 removed the flag, the sandbox image is the container runtime's setting).
+    pub pause_flag: bool,
+    /// CoreDNS's tag, for `images` (kubeadm's `config images list` names it; kubeforge does not deploy it).
+    pub coredns: &'static str,
+    /// Component feature gates this minor removed (kube-apiserver, -controller-manager, -scheduler): naming one
+    /// makes the component exit (v1.35–v1.37 sheet §7). Removals before v1.35 are not tracked.
+    pub removed_gates: &'static [&'static str],
+    /// Gates this minor locked, with the only value they take from this minor until their removal.
+    pub locked_gates: &'static [(&'static str, bool)],
 }
 
 const TABLE: [Facts; 5] = [
@@ -42,6 +52,11 @@ const TABLE: [Facts; 5] = [
         kubelet_local_apiserver: true,
         flexvolume_dir: true,
         etcd_flags_follow_image: true,
+        pause_flag: true,
+        // UNVERIFIED: CoreDNS v1.12.0 for v1.33 is taken from kubeadm's constants of that branch, not the sheets.
+        coredns: "v1.12.0",
+        removed_gates: &[],
+        locked_gates: &[],
     },
     Facts {
         minor: 34,
@@ -54,6 +69,10 @@ const TABLE: [Facts; 5] = [
         kubelet_local_apiserver: true,
         flexvolume_dir: true,
         etcd_flags_follow_image: true,
+        pause_flag: true,
+        coredns: "v1.12.1",
+        removed_gates: &[],
+        locked_gates: &[],
     },
     Facts {
         minor: 35,
@@ -65,6 +84,23 @@ const TABLE: [Facts; 5] = [
         kubelet_local_apiserver: true,
         flexvolume_dir: true,
         etcd_flags_follow_image: true,
+        pause_flag: false,
+        coredns: "v1.13.1",
+        removed_gates: &[
+            "StrictCostEnforcementForVAP",
+            "StrictCostEnforcementForWebhooks",
+            "ComponentSLIs",
+            "SizeMemoryBackedVolumes",
+            "UserNamespacesPodSecurityStandards",
+        ],
+        locked_gates: &[
+            ("DynamicResourceAllocation", true),
+            ("ExecProbeTimeout", true),
+            ("AllowOverwriteTerminationGracePeriodSeconds", true),
+            ("SystemdWatchdog", true),
+            ("AggregatedDiscoveryRemoveBetaType", true),
+            ("JobManagedBy", true),
+        ],
     },
     Facts {
         minor: 36,
@@ -76,6 +112,20 @@ const TABLE: [Facts; 5] = [
         kubelet_local_apiserver: true,
         flexvolume_dir: false,
         etcd_flags_follow_image: false,
+        pause_flag: false,
+        coredns: "v1.14.2",
+        removed_gates: &[
+            "WatchFromStorageWithoutResourceVersion",
+            "HonorPVReclaimPolicy",
+            "CSIMigrationPortworx",
+            "InTreePluginPortworxUnregister",
+        ],
+        locked_gates: &[
+            ("VolumeAttributesClass", true),
+            ("DisableNodeKubeProxyVersion", true),
+            ("MutableCSINodeAllocatableCount", true),
+            ("SeparateCacheWatchRPC", false),
+        ],
     },
     Facts {
         minor: 37,
@@ -89,6 +139,27 @@ const TABLE: [Facts; 5] = [
         kubelet_local_apiserver: true,
         flexvolume_dir: false,
         etcd_flags_follow_image: false,
+        pause_flag: false,
+        coredns: "v1.14.6",
+        removed_gates: &[
+            "AnyVolumeDataSource",
+            "RetryGenerateName",
+            "BtreeWatchCache",
+            "OrderedNamespaceDeletion",
+            "StreamingCollectionEncodingToJSON",
+            "StreamingCollectionEncodingToProtobuf",
+            "APIServerTracing",
+            "ResilientWatchCacheInitialization",
+            "ConsistentListFromCache",
+            "RelaxedDNSSearchValidation",
+            "SidecarContainers",
+            "PreventStaticPodAPIReferences",
+            "GangScheduling",
+            "WorkloadAwarePreemption",
+        ],
+        locked_gates: // DeclarativeValidationTakeover is locked in v1.37 too, but the sheet does not say to which value, so it is not
+        // checked. UNVERIFIED: the removal list is from the alpha.1 notes and a July draft; later removals may be missing.
+        &[],
     },
 ];
 
@@ -123,6 +194,21 @@ impl Facts {
     }
 }
 
+impl Facts {
+    /// Every gate removed up to this minor (removals accumulate).
+    pub fn removed_gate(&self, gate: &str) -> Option<u32> {
+        TABLE.iter().filter(|f| f.minor <= self.minor).find(|f| f.removed_gates.contains(&gate)).map(|f| f.minor)
+    }
+
+    /// The value a gate is locked to in this minor, and the minor that locked it.
+    pub fn locked_gate(&self, gate: &str) -> Option<(bool, u32)> {
+        TABLE
+            .iter()
+            .filter(|f| f.minor <= self.minor)
+            .find_map(|f| f.locked_gates.iter().find(|(g, _)| *g == gate).map(|(_, v)| (*v, f.minor)))
+    }
+}
+
 /// Whether an etcd image tag (`3.5.21-0`) is etcd 3.6 or later.
 pub fn etcd_at_least_36(tag: &str) -> bool {
     let mut parts = tag.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
@@ -145,5 +231,11 @@ mod tests {
         assert!(facts(35).unwrap().support_warning().is_none());
         assert!(!etcd_at_least_36("3.5.21-0") && etcd_at_least_36("3.6.0-0") && etcd_at_least_36("3.7.0-0"));
         assert!(etcd_at_least_36("4.0.0"));
+        // Removals and locks accumulate from the minor that made them.
+        assert_eq!(facts(34).unwrap().removed_gate("ComponentSLIs"), None);
+        assert_eq!(facts(37).unwrap().removed_gate("ComponentSLIs"), Some(35));
+        assert_eq!(facts(36).unwrap().locked_gate("JobManagedBy"), Some((true, 35)));
+        assert_eq!(facts(36).unwrap().locked_gate("SeparateCacheWatchRPC"), Some((false, 36)));
+        assert_eq!(facts(35).unwrap().locked_gate("SeparateCacheWatchRPC"), None);
     }
 }

@@ -1247,3 +1247,94 @@ fn kube_bench_semantics() {
         glob("*.crt", "ca.crt") && !glob("*.crt", "ca.key") && glob("*etcd*", "etcd.yaml") && !glob("*etcd*", "x.yaml")
     );
 }
+
+/// Whether the evaluation found the check failing (an automated FAIL, or a Manual check evaluated FAIL).
+fn fails(r: &Row) -> bool {
+    r.result == Outcome::Fail || (r.result == Outcome::Manual && r.detail.starts_with("(Manual) evaluated FAIL"))
+}
+
+/// Every secure default that customization can turn off (`kubeforge::custom::secure`): turned off through
+/// extraArgs or kubelet settings, the run warns, and the CIS checks its warnings name are exactly the checks that
+/// go from passing to failing under kube-bench's rules. Every rule of the library is exercised.
+#[test]
+fn warnings_name_exactly_the_checks_customization_gives_up() {
+    let arg = |comp: &str, name: &str, value: &str| {
+        let (head, pad) = if comp == "etcd" { ("etcd:\n  local:\n", "    ") } else { ("", "  ") };
+        let head = if comp == "etcd" { head.to_string() } else { format!("{comp}:\n") };
+        format!("{head}{pad}extraArgs:\n{pad}  - name: {name}\n{pad}    value: \"{value}\"\n")
+    };
+    let overrides: Vec<String> = vec![
+        arg("apiServer", "token-auth-file", "/etc/kubernetes/tokens.csv"),
+        arg("apiServer", "authorization-mode", "AlwaysAllow"),
+        arg("apiServer", "enable-admission-plugins", "AlwaysAdmit"),
+        arg("apiServer", "disable-admission-plugins", "ServiceAccount,NamespaceLifecycle"),
+        arg("apiServer", "profiling", "true"),
+        arg("apiServer", "audit-log-maxage", "7"),
+        arg("apiServer", "audit-log-maxbackup", "1"),
+        arg("apiServer", "audit-log-maxsize", "10"),
+        arg("apiServer", "service-account-lookup", "false"),
+        arg("apiServer", "tls-cipher-suites", "TLS_RSA_WITH_AES_128_CBC_SHA"),
+        arg("apiServer", "service-account-extend-token-expiration", "true"),
+        arg("controllerManager", "profiling", "true"),
+        arg("controllerManager", "use-service-account-credentials", "false"),
+        arg("controllerManager", "feature-gates", "RotateKubeletServerCertificate=false"),
+        arg("controllerManager", "bind-address", "0.0.0.0"),
+        arg("scheduler", "profiling", "true"),
+        arg("scheduler", "bind-address", "0.0.0.0"),
+        arg("etcd", "client-cert-auth", "false"),
+        arg("etcd", "peer-client-cert-auth", "false"),
+        "kubelet:\n  authentication:\n    anonymous:\n      enabled: true\n".into(),
+        "kubelet:\n  authorization:\n    mode: AlwaysAllow\n".into(),
+        "kubelet:\n  readOnlyPort: 10255\n".into(),
+        // kube-bench compares the text with "0" (so "0s" would pass it, though it means the same; the warning
+        // names both).
+        "kubelet:\n  streamingConnectionIdleTimeout: \"0\"\n".into(),
+        "kubelet:\n  makeIPTablesUtilChains: false\n".into(),
+        "kubelet:\n  rotateCertificates: false\n".into(),
+        "kubelet:\n  featureGates:\n    RotateKubeletServerCertificate: false\n".into(),
+    ];
+    let demo = fs::read_to_string(fixture("demo.yaml")).unwrap();
+    let demo = demo.replace("apiServer:\n  certSANs: []\n", "");
+    let run = |name: &str, spec: &str| -> (BTreeSet<String>, Vec<String>) {
+        let tmp = support::temp_dir(&format!("cis-warn-{name}"));
+        let path = tmp.path().join("spec.yaml");
+        fs::write(&path, spec).unwrap();
+        let out = tmp.path().join("out");
+        let o = kubeforge::ops::Options {
+            seed: Some(support::SEED),
+            now: Some(support::now()),
+            ..kubeforge::ops::Options::new(Some(&path), &out)
+        };
+        let ctx = o.load().unwrap_or_else(|e| panic!("{name}: {e}"));
+        let report = ctx.apply(&kubeforge::ops::GenOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let failing = evaluate(&out, &ctx.cluster).iter().filter(|r| fails(r)).map(|r| r.id.clone()).collect();
+        (failing, report.warnings)
+    };
+    let (baseline, warnings) = run("baseline", &demo);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let mut covered = BTreeSet::new();
+    for (i, o) in overrides.iter().enumerate() {
+        let (failing, warnings) = run(&i.to_string(), &demo.replace("nodes:\n", &format!("{o}nodes:\n")));
+        let gave_up: BTreeSet<String> = failing.difference(&baseline).cloned().collect();
+        let warned: BTreeSet<String> = warnings
+            .iter()
+            .map(|w| {
+                w.split("CIS ")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                    .unwrap_or_else(|| panic!("{w}"))
+                    .to_string()
+            })
+            .collect();
+        assert!(!gave_up.is_empty(), "{o}: no check fails; the override does not turn off a default");
+        assert_eq!(warned, gave_up, "{o}: the warnings {warnings:#?} against what kube-bench's rules now fail");
+        covered.extend(warned);
+    }
+    let rules: BTreeSet<String> = kubeforge::custom::secure::FLAG_RULES
+        .iter()
+        .map(|r| r.cis)
+        .chain(kubeforge::custom::secure::KUBELET_RULES.iter().map(|r| r.cis))
+        .map(String::from)
+        .collect();
+    assert_eq!(covered, rules, "every rule of the library is exercised");
+}

@@ -3,7 +3,8 @@
 //! - Spec strings end up in YAML files and in certificates. For random strings (proptest, a fixed seed and a fixed
 //!   number of cases, so CI is reproducible) and for every line of `tests/data/hostile-seeds.txt`, placed in node
 //!   names, node SANs, `apiServer.certSANs`, the cluster name, `controlPlaneEndpoint`, `hostCACertDirs` entries and
-//!   etcd external endpoints: `kubeforge::spec::parse` either rejects the spec with an error that names the field
+//!   etcd external endpoints, and the customization's extraArgs names and values, extraVolumes host paths,
+//!   extraEnvs values, `imageRepository`, node label values and a kubelet setting: `kubeforge::spec::parse` either rejects the spec with an error that names the field
 //!   (on lines of its own: a value cannot forge another line of the message), or accepts it, and then
 //!   `kubeforge::generate` succeeds, every YAML file it produces parses, every static pod is a valid Pod as far as
 //!   its volumes go (the API server would reject the rest), every path stays inside OUT, and the string comes back
@@ -48,6 +49,14 @@ enum Field {
     ControlPlaneEndpoint,
     HostCaCertDir,
     EtcdEndpoint,
+    // Customization (issue 12).
+    ExtraArgName,
+    ExtraArgValue,
+    ExtraVolumeHostPath,
+    ExtraEnvValue,
+    ImageRepository,
+    NodeLabelValue,
+    KubeletSetting,
 }
 
 impl Field {
@@ -61,6 +70,13 @@ impl Field {
             Field::ControlPlaneEndpoint => &["controlPlaneEndpoint"],
             Field::HostCaCertDir => &["hostCACertDirs[0]"],
             Field::EtcdEndpoint => &["etcd.external.endpoints[0]"],
+            Field::ExtraArgName => &["apiServer.extraArgs[0].name", "apiServer.extraArgs[0]"],
+            Field::ExtraArgValue => &["apiServer.extraArgs[0].value"],
+            Field::ExtraVolumeHostPath => &["apiServer.extraVolumes[0].hostPath"],
+            Field::ExtraEnvValue => &["apiServer.extraEnvs[0].value"],
+            Field::ImageRepository => &["imageRepository"],
+            Field::NodeLabelValue => &["nodes[0].labels.corp.example/tier"],
+            Field::KubeletSetting => &["kubelet.resolvConf"],
         }
     }
 
@@ -72,6 +88,13 @@ impl Field {
             Field::ControlPlaneEndpoint => ("api.", ".example.com:6443"),
             Field::HostCaCertDir => ("/etc/", ""),
             Field::EtcdEndpoint => ("https://", ".example.com:2379"),
+            Field::ExtraArgName => ("oidc-", ""),
+            Field::ExtraArgValue => ("https://", ".example.com/realms/k8s"),
+            Field::ExtraVolumeHostPath => ("/srv/", ""),
+            Field::ExtraEnvValue => ("", ""),
+            Field::ImageRepository => ("registry.", ".example.com/k8s"),
+            Field::NodeLabelValue => ("a", "z"),
+            Field::KubeletSetting => ("/run/", "/resolv.conf"),
         }
     }
 
@@ -88,6 +111,25 @@ impl Field {
         } else {
             String::new()
         };
+        let custom = match self {
+            Field::ExtraArgName => format!("  extraArgs:\n  - {{name: {v}, value: x}}\n"),
+            Field::ExtraArgValue => format!("  extraArgs:\n  - {{name: oidc-issuer-url, value: {v}}}\n"),
+            Field::ExtraVolumeHostPath => {
+                format!("  extraVolumes:\n  - {{name: extra, hostPath: {v}, mountPath: /srv/extra, readOnly: true}}\n")
+            }
+            Field::ExtraEnvValue => format!("  extraEnvs:\n  - {{name: HTTPS_PROXY, value: {v}}}\n"),
+            _ => String::new(),
+        };
+        let top = match self {
+            Field::ImageRepository => format!("imageRepository: {v}\n"),
+            Field::KubeletSetting => format!("kubelet:\n  resolvConf: {v}\n"),
+            _ => String::new(),
+        };
+        let labels = if self == Field::NodeLabelValue {
+            format!("    labels:\n      corp.example/tier: {v}\n")
+        } else {
+            String::new()
+        };
         format!(
             "apiVersion: kubeforge/v1alpha1\n\
              kind: Cluster\n\
@@ -95,10 +137,11 @@ impl Field {
              kubernetesVersion: v1.34.1\n\
              controlPlaneEndpoint: {endpoint}\n\
              hostCACertDirs: [{dirs}]\n\
-             apiServer:\n  certSANs: [{cert_sans}]\n\
+             {top}\
+             apiServer:\n  certSANs: [{cert_sans}]\n{custom}\
              {etcd}\
              nodes:\n\
-             \x20 - name: {node}\n    role: control-plane\n    address: 10.0.0.11\n    sans: [{node_sans}]\n",
+             \x20 - name: {node}\n    role: control-plane\n    address: 10.0.0.11\n    sans: [{node_sans}]\n{labels}",
             name = pick(Field::ClusterName, "demo"),
             endpoint = pick(Field::ControlPlaneEndpoint, "\"\""),
             dirs = pick(Field::HostCaCertDir, "/usr/share/ca-certificates"),
@@ -392,6 +435,47 @@ fn verify(field: Field, s: &str, g: &kubeforge::Generated) -> Vec<String> {
                 expect(hostpath && mount, format!("{m}: no read-only hostPath mount of {s:?}"));
             }
         }
+        Field::ExtraArgName | Field::ExtraArgValue => {
+            let api = command("/etc/kubernetes/manifests/kube-apiserver.yaml");
+            let want = if field == Field::ExtraArgName { format!("--{s}=x") } else { format!("--oidc-issuer-url={s}") };
+            expect(
+                api.last() == Some(&want),
+                format!("kube-apiserver's command ends with {:?}, not {want:?}", api.last()),
+            );
+        }
+        Field::ExtraVolumeHostPath | Field::ExtraEnvValue | Field::ImageRepository => {
+            let pod = doc("/etc/kubernetes/manifests/kube-apiserver.yaml");
+            let got = pod.map(|p| match field {
+                Field::ExtraVolumeHostPath => p["spec"]["volumes"]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                    .find(|v| v["name"].as_str() == Some("extra"))
+                    .map(|v| v["hostPath"]["path"].clone()),
+                Field::ExtraEnvValue => Some(p["spec"]["containers"][0]["env"][0]["value"].clone()),
+                _ => Some(p["spec"]["containers"][0]["image"].clone()),
+            });
+            let want =
+                if field == Field::ImageRepository { format!("{s}/kube-apiserver:v1.34.1") } else { s.to_string() };
+            let got = got.flatten();
+            expect(
+                got.as_ref().and_then(Value::as_str) == Some(want.as_str()),
+                format!("kube-apiserver has {got:?}, not {want:?}"),
+            );
+        }
+        Field::NodeLabelValue => {
+            let env = g.tree.files.get(&format!("{bundle}/var/lib/kubelet/kubeadm-flags.env"));
+            let env = env.map(|e| String::from_utf8_lossy(&e.bytes).into_owned()).unwrap_or_default();
+            let want = format!("--node-labels=corp.example/tier={s} ");
+            expect(
+                env.starts_with("KUBELET_KUBEADM_ARGS=\"") && env.contains(&want) && env.lines().count() == 1,
+                format!("kubeadm-flags.env is {env:?}, without {want:?} on its one line"),
+            );
+        }
+        Field::KubeletSetting => {
+            let got = doc("/var/lib/kubelet/config.yaml").map(|k| k["resolvConf"].clone());
+            expect(got.as_ref().and_then(Value::as_str) == Some(s), format!("config.yaml's resolvConf is {got:?}"));
+        }
         Field::EtcdEndpoint => {
             let api = command("/etc/kubernetes/manifests/kube-apiserver.yaml");
             expect(
@@ -531,6 +615,41 @@ fn property(field: Field, seed: u8) {
         seeded.get(&Verdict::Generated).is_some_and(|n| *n > 0),
         "{field:?}: no seed value was accepted; the property would be vacuous"
     );
+}
+
+#[test]
+fn property_extra_arg_name() {
+    property(Field::ExtraArgName, 8);
+}
+
+#[test]
+fn property_extra_arg_value() {
+    property(Field::ExtraArgValue, 9);
+}
+
+#[test]
+fn property_extra_volume_host_path() {
+    property(Field::ExtraVolumeHostPath, 10);
+}
+
+#[test]
+fn property_extra_env_value() {
+    property(Field::ExtraEnvValue, 11);
+}
+
+#[test]
+fn property_image_repository() {
+    property(Field::ImageRepository, 12);
+}
+
+#[test]
+fn property_node_label_value() {
+    property(Field::NodeLabelValue, 13);
+}
+
+#[test]
+fn property_kubelet_setting() {
+    property(Field::KubeletSetting, 14);
 }
 
 #[test]

@@ -91,6 +91,8 @@ struct Fixture {
     flexvolume: bool,
     /// [v135 §5] the kubelet config's containerRuntimeEndpoint.
     cri_socket: &'static str,
+    /// [v135 §5] /var/lib/kubelet/kubeadm-flags.env: `--pod-infra-container-image` up to v1.34, empty from v1.35.
+    kubeadm_flags: &'static str,
     /// §4.3: the 10th address of the first service CIDR, and networking.dnsDomain.
     cluster_dns: &'static str,
     dns_domain: &'static str,
@@ -149,6 +151,7 @@ const DEMO: Fixture = Fixture {
     v134: true,
     flexvolume: false,
     cri_socket: "unix:///var/run/containerd/containerd.sock",
+    kubeadm_flags: "KUBELET_KUBEADM_ARGS=\"\"\n",
     cluster_dns: "10.96.0.10",
     dns_domain: "cluster.local",
     kube_version: "v1.37.1",
@@ -276,6 +279,8 @@ const RSA_V133: Fixture = Fixture {
     v134: false,
     flexvolume: true,
     cri_socket: "unix:///var/run/containerd/containerd.sock",
+    kubeadm_flags: // UNVERIFIED: pause 3.10 for v1.33 (the sheets give 3.10 for v1.32 and 3.10.1 for v1.34).
+    "KUBELET_KUBEADM_ARGS=\"--pod-infra-container-image=registry.k8s.io/pause:3.10\"\n",
     cluster_dns: "10.112.0.10",
     dns_domain: "prod.local",
     kube_version: "v1.33.4",
@@ -387,6 +392,7 @@ const IPV6: Fixture = Fixture {
     v134: true,
     flexvolume: true,
     cri_socket: "unix:///var/run/containerd/containerd.sock",
+    kubeadm_flags: "KUBELET_KUBEADM_ARGS=\"--pod-infra-container-image=registry.k8s.io/pause:3.10.1\"\n",
     cluster_dns: "'fd00:10:96::a'",
     dns_domain: "cluster.local",
     kube_version: "v1.34.2",
@@ -503,6 +509,7 @@ const EDGE_V135: Fixture = Fixture {
     // [v135 §2.3]: v1.35 still mounts flexvolume-dir.
     flexvolume: true,
     cri_socket: "unix:///run/crio/crio.sock",
+    kubeadm_flags: "KUBELET_KUBEADM_ARGS=\"\"\n",
     cluster_dns: "10.100.0.10",
     dns_domain: "cluster.local",
     kube_version: "v1.35.8",
@@ -626,6 +633,7 @@ const DUAL_V136: Fixture = Fixture {
     // [v135 §2.3]: no flexvolume-dir from v1.36.
     flexvolume: false,
     cri_socket: "unix:///var/run/containerd/containerd.sock",
+    kubeadm_flags: "KUBELET_KUBEADM_ARGS=\"\"\n",
     cluster_dns: "10.96.0.10",
     dns_domain: "cluster.local",
     kube_version: "v1.36.2",
@@ -901,6 +909,7 @@ const CONTROL_PLANE_FILES: &[&str] = &[
     "etc/kubernetes/audit-policy.yaml",
     "etc/kubernetes/encryption-config.yaml",
     "var/lib/kubelet/config.yaml",
+    "var/lib/kubelet/kubeadm-flags.env",
 ];
 
 const WORKER_FILES: &[&str] = &[
@@ -910,6 +919,7 @@ const WORKER_FILES: &[&str] = &[
     "var/lib/kubelet/pki/kubelet.crt",
     "var/lib/kubelet/pki/kubelet.key",
     "var/lib/kubelet/config.yaml",
+    "var/lib/kubelet/kubeadm-flags.env",
 ];
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1900,6 +1910,7 @@ fn expected_mode(rel: &str) -> Option<u32> {
         || rel.ends_with(".conf")
         || rel.contains("/manifests/")
         || rel.ends_with(".yaml")
+        || rel.ends_with(".env")
     {
         // The audit policy, encryption config and kubelet config too (CIS 1.1.x: 600 or stricter).
         Some(0o600)
@@ -2130,6 +2141,16 @@ fn check_kubelet_configs(f: &Fixture) {
         // kubeforge: the serving certificate it issues.
         assert_eq!(v["tlsCertFile"].as_str(), Some("/var/lib/kubelet/pki/kubelet.crt"), "{what}");
         assert_eq!(v["tlsPrivateKeyFile"].as_str(), Some("/var/lib/kubelet/pki/kubelet.key"), "{what}");
+        // kubeadm's default taint of a control-plane node (nodeRegistration.taints), none on a worker: kubeadm sets
+        // it through the API, kubeforge has the kubelet register with it.
+        let taints = if n.control_plane {
+            yaml("[{effect: NoSchedule, key: node-role.kubernetes.io/control-plane}]")
+        } else {
+            Value::Null
+        };
+        assert_eq!(v["registerWithTaints"], taints, "{what}");
+        let env = read_str(&out.node(n.name).join("var/lib/kubelet/kubeadm-flags.env"));
+        assert_eq!(env, f.kubeadm_flags, "{}: /var/lib/kubelet/kubeadm-flags.env", n.name);
     }
 }
 

@@ -114,10 +114,12 @@ fn rewrite_urls(value: &str, map: &HashMap<(IpAddr, u16), u16>) -> String {
         .join(",")
 }
 
-/// The generated etcd command with only paths, the data dir and URL ports rewritten.
+/// The generated etcd command with only paths, the data dir and URL ports rewritten. `manifest_data_dir`: the
+/// `--data-dir` the manifest must name (kubeadm's /var/lib/etcd, or the spec's etcd.local.dataDir).
 fn rewrite_etcd_command(
     command: &[String],
     bundle: &Path,
+    manifest_data_dir: &str,
     data_dir: &Path,
     map: &HashMap<(IpAddr, u16), u16>,
 ) -> Vec<String> {
@@ -130,7 +132,7 @@ fn rewrite_etcd_command(
                 .and_then(|a| a.split_once('='))
                 .unwrap_or_else(|| panic!("{arg:?} is not of the form --flag=value"));
             let value = if name == "data-dir" {
-                assert_eq!(value, "/var/lib/etcd", "kubeadm's etcd data dir");
+                assert_eq!(value, manifest_data_dir, "the etcd data dir");
                 data_dir.display().to_string()
             } else if value.starts_with("/etc/kubernetes/") {
                 on_node(bundle, value).display().to_string()
@@ -294,7 +296,8 @@ fn start_members(
         let b = bundle(out, &node.name);
         let map = port_map(&ports, i);
         let data = tmp.join(format!("data-{}", node.name));
-        let mut args = rewrite_etcd_command(&container_command(&manifest(&b, "etcd")), &b, &data, &map);
+        let mut args =
+            rewrite_etcd_command(&container_command(&manifest(&b, "etcd")), &b, &cluster.etcd_data_dir, &data, &map);
         if translate_36 {
             translate_36_flags_for_old_etcd(&mut args);
         }
@@ -385,6 +388,37 @@ fn etcd_v1_33_from_its_manifest_as_written() {
 #[test]
 fn etcd_v1_37_from_its_manifest_with_the_two_etcd_3_6_flags_translated() {
     single_member("v1.37.1", "ECDSA-P256", true);
+}
+
+/// etcd.local (issue 12): a member started from a manifest with extraArgs and a dataDir of the spec's. The
+/// options are in effect, not only in the file: etcd's own metrics report the quota, and its data is where
+/// --data-dir says.
+#[test]
+fn etcd_local_extra_args_and_data_dir_take_effect() {
+    let tmp: TempDir = support::temp_dir("etcd-local");
+    let out = tmp.join("out");
+    let quota: u64 = 4 << 30;
+    let local = format!(
+        "etcd:\n  local:\n    dataDir: /data/etcd\n    extraArgs:\n      - {{name: quota-backend-bytes, value: \"{quota}\"}}\n\
+         \x20     - {{name: snapshot-count, value: \"5000\"}}\nnodes:\n"
+    );
+    let spec = spec("v1.37.1", "ECDSA-P256", &[("cp-1", "127.0.0.1")]).replacen("nodes:\n", &local, 1);
+    let cluster = real::generate(&spec, 7, &out);
+    assert_eq!(cluster.etcd_data_dir, "/data/etcd");
+    let cmd = container_command(&manifest(&bundle(&out, "cp-1"), "etcd"));
+    // kubeforge's --snapshot-count=10000 gives way to the spec's (kubeadm v1.36's rule), the quota follows.
+    assert!(!cmd.contains(&"--snapshot-count=10000".to_string()), "{cmd:?}");
+    assert_eq!(&cmd[cmd.len() - 2..], [format!("--quota-backend-bytes={quota}"), "--snapshot-count=5000".into()]);
+    let mut members = start_members(&tmp, &out, &cluster, true, &[]);
+    let m = &mut members[0];
+    m.wait_healthy();
+    let metrics = http_get(m.metrics(), "/metrics").expect("etcd's /metrics");
+    let line = metrics.lines().find(|l| l.starts_with("etcd_server_quota_backend_bytes ")).expect("the quota gauge");
+    let value: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_eq!(value as u64, quota, "etcd reports {line:?}; the default is 2 GiB");
+    let api = m.apiserver_client();
+    assert_eq!(support::stdout(&api.run(&["put", "/registry/kubeforge/probe", "x"])).trim(), "OK");
+    assert!(tmp.join("data-cp-1/member/wal").is_dir(), "etcd keeps its data under the --data-dir it was given");
 }
 
 const THREE: [(&str, &str); 3] = [("cp-1", "127.0.0.1"), ("cp-2", "127.0.0.2"), ("cp-3", "127.0.0.3")];

@@ -121,6 +121,22 @@ fn manifests_validate_the_demo_on_every_supported_minor() {
     }
 }
 
+/// The customized fixture (extraArgs, extraVolumes, extraEnvs, a bind port, etcd.local, and a patches directory
+/// with one patch of each type) validates on every supported minor. (kubernetes-validate has no schema for
+/// KubeletConfiguration, a component config that is no API object; tests/customization.rs checks the kubelet
+/// configurations against upstream's field table instead.)
+#[test]
+fn customized_manifests_validate_on_every_supported_minor() {
+    let patches = support::fixture_path("customized").with_extension("").join("patches");
+    let custom = support::fixture("customized")
+        .replace("directory: customized/patches", &format!("directory: {}", patches.display()));
+    assert!(custom.contains("kubernetesVersion: v1.37.1"));
+    for minor in kubeforge::versions::minors() {
+        let v = format!("kubernetesVersion: v1.{minor}.3");
+        validate_manifests(&format!("customized-v1.{minor}"), &custom.replace("kubernetesVersion: v1.37.1", &v));
+    }
+}
+
 fn expected_user(file: &str, node: &str) -> String {
     match file {
         "admin.conf" => "kubernetes-admin".into(),

@@ -84,6 +84,7 @@ fn snapshot_fixture(fixture: &str) {
             | Kind::Rbac
             | Kind::Inventory
             | Kind::KubeletConfig
+            | Kind::KubeletFlags
             | Kind::AuditPolicy
             | Kind::Gitignore => text.to_string(),
             // The index is large and derived from the files above; the demo's is shown as the example.
@@ -99,6 +100,13 @@ fn snapshot_fixture(fixture: &str) {
 #[test]
 fn demo_one_control_plane_two_workers_ecdsa() {
     snapshot_fixture("demo");
+}
+
+/// A private registry, OIDC, extraVolumes and extraEnvs, an etcd quota and data directory, kubelet settings,
+/// labels, taints, a bind port and a kubeadm patches directory with one patch of each type.
+#[test]
+fn customized_v1_37() {
+    snapshot_fixture("customized");
 }
 
 #[test]

@@ -110,8 +110,12 @@ fn versions_past_upstream_support_warn_on_every_run() {
     assert!(r.to_string().starts_with("warning: Kubernetes v1.33 is past upstream support"), "{r}");
     assert_eq!(c.plan().warnings, r.warnings);
     // v1.33 -> v1.34 changes what kubeadm v1.34 writes differently: named probe ports, no creationTimestamp, the
-    // etcd 3.6 flag names; no certificate.
-    step(&c, "v1.33.4", "v1.34.2", &CONTROL_PLANE);
+    // etcd 3.6 flag names, and every node's kubeadm-flags.env for the new pause tag; no certificate.
+    let flags = ["cp-1", "worker-1", "worker-2"].map(|n| format!("nodes/{n}/var/lib/kubelet/kubeadm-flags.env"));
+    let files: Vec<&str> = CONTROL_PLANE.iter().copied().chain(flags.iter().map(String::as_str)).collect();
+    step(&c, "v1.33.4", "v1.34.2", &files);
+    let env = c.tree().text("nodes/worker-1/var/lib/kubelet/kubeadm-flags.env");
+    assert_eq!(env, "KUBELET_KUBEADM_ARGS=\"--pod-infra-container-image=registry.k8s.io/pause:3.10.1\"\n");
     let etcd = c.tree().text("nodes/cp-1/etc/kubernetes/manifests/etcd.yaml");
     assert!(etcd.contains("--feature-gates=InitialCorruptCheck=true") && !etcd.contains("creationTimestamp"), "{etcd}");
     let r = support::apply(&c.options());

@@ -46,10 +46,7 @@ impl Options {
 
     /// Reads and validates the spec, checks the clock, and sets up the key source.
     pub fn load(&self) -> Result<Context, Error> {
-        let cluster = match &self.spec {
-            Some(path) => crate::spec::load(path)?,
-            None => crate::spec::parse(Path::new("<embedded demo spec: fixtures/demo.yaml>"), crate::DEMO_SPEC)?,
-        };
+        let cluster = load_spec(self.spec.as_deref())?;
         let keys = match self.seed {
             Some(s) => KeySource::seeded(s),
             None => KeySource::from_os().map_err(Error::new)?,
@@ -57,6 +54,62 @@ impl Options {
         let now = self.now.unwrap_or_else(OffsetDateTime::now_utc).replace_nanosecond(0).expect("valid");
         Ok(Context { cluster, out: self.out.clone(), keys, now, identity: self.identity.clone() })
     }
+}
+
+/// Reads and validates a spec (`None`: the embedded demo spec).
+pub fn load_spec(spec: Option<&Path>) -> Result<Cluster, Error> {
+    Ok(match spec {
+        Some(path) => crate::spec::load(path)?,
+        None => crate::spec::parse(Path::new("<embedded demo spec: fixtures/demo.yaml>"), crate::DEMO_SPEC)?,
+    })
+}
+
+/// `images`: every image the nodes of `cluster` pull (kubeadm's `config images list`): the static pods'
+/// images, the sandbox image, and the two add-ons kubeadm lists (kube-proxy, CoreDNS) that kubeforge does not
+/// deploy. The static pods' images are read from the manifests as rendered, patches included.
+pub fn images(cluster: &Cluster) -> Result<report::ImagesReport, Error> {
+    use report::ImageLine;
+    let node = cluster.nodes.iter().find(|n| n.is_control_plane()).expect("validated: a control-plane node");
+    let pods = crate::render::manifests::pods(cluster, node, true)
+        .map_err(|p| Error::new(format!("{}: {}", p.path, p.message)))?;
+    let mut static_pods: Vec<(&'static str, String)> = Vec::new();
+    for pod in &pods {
+        let doc: serde_yaml::Value = serde_yaml::from_str(&pod.text).expect("kubeforge's own YAML");
+        for ctr in doc["spec"]["containers"].as_sequence().into_iter().flatten() {
+            if let Some(image) = ctr["image"].as_str() {
+                static_pods.push((pod.name, image.to_string()));
+            }
+        }
+    }
+    // kubeadm's order: apiserver, controller-manager, scheduler, proxy, coredns, pause, etcd.
+    let order = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+    let mut images: Vec<ImageLine> = Vec::new();
+    let line = |image: String, component, source, nodes| ImageLine { image, component, source, nodes };
+    for name in order {
+        for (_, image) in static_pods.iter().filter(|(n, _)| *n == name) {
+            images.push(line(image.clone(), name, "static-pod", "control-plane"));
+        }
+    }
+    let version = cluster.version.to_string();
+    images.push(line(cluster.image("kube-proxy", &version), "kube-proxy", "addon", "every-node"));
+    // kubeadm keeps CoreDNS's own path under the default registry, and drops it under any other.
+    let coredns = if cluster.image_repository == crate::spec::DEFAULT_REGISTRY {
+        cluster.image("coredns/coredns", cluster.facts().coredns)
+    } else {
+        cluster.image("coredns", cluster.facts().coredns)
+    };
+    images.push(line(coredns, "coredns", "addon", "every-node"));
+    images.push(line(crate::render::kubelet::pause_image(cluster), "pause", "sandbox", "every-node"));
+    for (_, image) in static_pods.iter().filter(|(n, _)| *n == "etcd") {
+        images.push(line(image.clone(), "etcd", "static-pod", "control-plane"));
+    }
+    Ok(report::ImagesReport {
+        api_version: report::API_VERSION,
+        kind: "ImagesReport",
+        kubernetes_version: version,
+        image_repository: cluster.image_repository.clone(),
+        images,
+    })
 }
 
 /// Everything an operation works from.
@@ -216,13 +269,17 @@ impl Context {
         }
         if (v.minor, v.patch) < (minor, patch) {
             return Err(Error::new(format!(
-                "kubernetesVersion {v} is older than {from}, which {} was generated for: downgrades are not supported                  (kubeadm refuses them too; etcd's data and the API objects may already be in the newer format). Set                  kubernetesVersion back to {from} or later.",
+                "kubernetesVersion {v} is older than {from}, which {} was generated for: downgrades are not supported \
+                 (kubeadm refuses them too; etcd's data and the API objects may already be in the newer format). Set \
+                 kubernetesVersion back to {from} or later.",
                 self.out.display()
             )));
         }
         if v.minor > minor + 1 {
             return Err(Error::new(format!(
-                "kubernetesVersion {v} skips v1.{} from {from}: the control plane is upgraded one minor at a time                  (kubeadm's rule and the version skew policy). Set kubernetesVersion to the newest v1.{}.x, roll                  that out, then move on to {v}.",
+                "kubernetesVersion {v} skips v1.{} from {from}: the control plane is upgraded one minor at a time \
+                 (kubeadm's rule and the version skew policy). Set kubernetesVersion to the newest v1.{}.x, roll \
+                 that out, then move on to {v}.",
                 minor + 1,
                 minor + 1
             )));
@@ -230,8 +287,9 @@ impl Context {
         Ok(Some(Upgrade { from, to: v.to_string() }))
     }
 
+    /// What every run says: a version past upstream support, secure defaults the spec's customization turns off.
     fn warnings(&self) -> Vec<String> {
-        self.cluster.facts().support_warning().into_iter().collect()
+        self.cluster.facts().support_warning().into_iter().chain(self.cluster.warnings.iter().cloned()).collect()
     }
 
     /// `plan`: what `gen` would change and why; writes nothing and needs no private key.

@@ -375,3 +375,37 @@ impl fmt::Display for CsrReport {
         )
     }
 }
+
+/// What `images` lists: every image the cluster's nodes pull, for mirroring into a private registry.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImagesReport {
+    pub api_version: &'static str,
+    /// `ImagesReport`.
+    pub kind: &'static str,
+    pub kubernetes_version: String,
+    pub image_repository: String,
+    /// In kubeadm's `config images list` order.
+    pub images: Vec<ImageLine>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageLine {
+    pub image: String,
+    /// What runs it: `kube-apiserver`, `etcd`, `pause`, `kube-proxy`, `coredns`, ...
+    pub component: &'static str,
+    /// `static-pod` (written by kubeforge), `sandbox` (every pod's sandbox, set in the container runtime; from
+    /// v1.35 the kubelet does not name it) or `addon` (kubeforge does not deploy it; whoever does pulls it).
+    pub source: &'static str,
+    /// `control-plane` or `every-node`.
+    pub nodes: &'static str,
+}
+
+impl fmt::Display for ImagesReport {
+    /// One image per line, as `kubeadm config images list` prints them (so `| xargs -n1 crane copy` works).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<&str> = self.images.iter().map(|i| i.image.as_str()).collect();
+        write!(f, "{}", lines.join("\n"))
+    }
+}

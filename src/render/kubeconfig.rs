@@ -24,7 +24,7 @@ pub struct Kubeconfig<'a> {
 
 /// The URL a kubeconfig with `server` uses on `node` (`None`: the operator's machine).
 pub fn server_url(c: &Cluster, server: Server, node: Option<&Node>) -> String {
-    let local = |n: &Node| https_url(&Host::Ip(n.address), crate::API_SERVER_PORT);
+    let local = |n: &Node| https_url(&Host::Ip(n.address), c.bind_port);
     let endpoint = || match &c.endpoint {
         Some(e) => https_url(&e.host, e.port),
         None => local(c.nodes.iter().find(|n| n.is_control_plane()).expect("validated: one control plane")),

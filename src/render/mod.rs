@@ -101,3 +101,57 @@ pub enum Provider {
 pub struct EncryptionConfig {
     pub provider: Provider,
 }
+
+/// Renders what the spec customizes, for every node, before anything is generated: a problem (an override of an
+/// owned flag, a colliding volume, a patch that does not apply or leaves something kubeforge cannot write) is a
+/// problem of the spec, reported with it. Returns the warnings of every run (secure defaults turned off), each
+/// said once, with the nodes it applies to.
+pub fn check(c: &crate::spec::Cluster) -> Result<Vec<String>, Vec<crate::spec::Problem>> {
+    let mut warnings: Vec<String> = Vec::new();
+    let mut problems: Vec<crate::spec::Problem> = Vec::new();
+    let add = |w: String, warnings: &mut Vec<String>| {
+        if !warnings.contains(&w) {
+            warnings.push(w);
+        }
+    };
+    for node in c.nodes.iter().filter(|n| n.is_control_plane()) {
+        match manifests::pods(c, node, true) {
+            Ok(pods) => pods.into_iter().flat_map(|p| p.warnings).for_each(|w| add(w, &mut warnings)),
+            Err(p) => {
+                if !problems.contains(&p) {
+                    problems.push(p);
+                }
+            }
+        }
+    }
+    // Kubelet warnings grouped by message: the nodes each applies to.
+    let mut kubelet: Vec<(String, Vec<&str>)> = Vec::new();
+    for node in c.nodes.iter().filter(|n| kubelet::customized(c, n)) {
+        match kubelet::config(c, node) {
+            Ok(cfg) => {
+                for w in cfg.warnings {
+                    match kubelet.iter_mut().find(|(m, _)| *m == w) {
+                        Some((_, nodes)) => nodes.push(&node.name),
+                        None => kubelet.push((w, vec![&node.name])),
+                    }
+                }
+            }
+            Err(p) => {
+                if !problems.contains(&p) {
+                    problems.push(p);
+                }
+            }
+        }
+    }
+    for (m, nodes) in kubelet {
+        let which = if nodes.len() == c.nodes.len() {
+            "every node".to_string()
+        } else if nodes.len() <= 5 {
+            format!("node{} {}", if nodes.len() == 1 { "" } else { "s" }, nodes.join(", "))
+        } else {
+            format!("nodes {} and {} more", nodes[..5].join(", "), nodes.len() - 5)
+        };
+        add(format!("{m} ({which})"), &mut warnings);
+    }
+    if problems.is_empty() { Ok(warnings) } else { Err(problems) }
+}
