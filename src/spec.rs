@@ -701,13 +701,17 @@ fn validate_custom(c: &mut Check, file: &Path, raw: &RawSpec, facts: &crate::ver
         if !ok {
             c.fail(
                 "etcd.local.imageTag",
-                format!("{t:?} is not an image tag (letters, digits, '_', '.', '-', at most 128, e.g. \"3.6.8-0\")"),
+                format!(
+                    "{:?} is not an image tag (letters, digits, '_', '.', '-', at most 128, e.g. \"3.6.8-0\")",
+                    t.chars().take(80).collect::<String>()
+                ),
             );
         }
         t.clone()
     });
     if !crate::net::is_clean_abs_path(&local.data_dir) || local.data_dir == "/" {
-        c.fail("etcd.local.dataDir", format!("{:?} is not a clean absolute path of a directory", local.data_dir));
+        let shown: String = local.data_dir.chars().take(80).collect();
+        c.fail("etcd.local.dataDir", format!("{shown:?} is not a clean absolute path of a directory"));
     } else if local.data_dir == crate::layout::K8S_DIR
         || local.data_dir.starts_with(&format!("{}/", crate::layout::K8S_DIR))
     {

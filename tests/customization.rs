@@ -454,6 +454,15 @@ fn patches_that_do_not_apply_or_break_something_stop_the_run() {
         assert!(err.contains("patches.directory") && err.contains(why), "{name}: want {why:?} in:\n{err}");
         assert!(!c.out.exists(), "{name}: something was written");
     }
+    // A patch for a pod kubeforge does not write (etcd is external) would do nothing: refused.
+    let c = with_patches("patch-external-etcd", &[("etcd+merge.yaml", "metadata: {labels: {a: b}}\n")]);
+    fs::write(
+        &c.spec,
+        with("etcd:\n  external:\n    endpoints: [https://10.0.0.5:2379]\npatches:\n  directory: patches\n"),
+    )
+    .unwrap();
+    let err = support::try_apply(&c.seeded()).unwrap_err();
+    assert!(err.contains("etcd+merge.yaml patches etcd, but etcd is external"), "{err}");
     // A kubelet patch adding an unknown field is refused as the kubelet would not read it.
     let c = with_patches("patch-kubelet-field", &[("kubeletconfiguration.yaml", "maxPodz: 3\n")]);
     let err = support::try_apply(&c.seeded()).unwrap_err();

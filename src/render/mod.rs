@@ -109,6 +109,15 @@ pub struct EncryptionConfig {
 pub fn check(c: &crate::spec::Cluster) -> Result<Vec<String>, Vec<crate::spec::Problem>> {
     let mut warnings: Vec<String> = Vec::new();
     let mut problems: Vec<crate::spec::Problem> = Vec::new();
+    // A patch that would apply to nothing is a mistake, not a no-op.
+    if !c.stacked_etcd() {
+        for p in c.patches.iter().filter(|p| p.target == "etcd") {
+            problems.push(manifests::patch_problem(format!(
+                "{} patches etcd, but etcd is external (etcd.external): kubeforge writes no etcd.yaml",
+                p.file
+            )));
+        }
+    }
     let add = |w: String, warnings: &mut Vec<String>| {
         if !warnings.contains(&w) {
             warnings.push(w);
