@@ -3,15 +3,19 @@
 //!
 //! Exit codes: 0 success (for `plan`: nothing to do); 1 an error (for `check`: something expires within the
 //! window); 2 a usage error, and for `plan` (and `gen --dry-run`): there are changes.
+//!
+//! The commands that issue certificates show a progress bar on stderr while they do, only when stderr is a
+//! terminal and `--quiet` is not given; it is cleared before the report is printed.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::Error;
-use crate::ops::{self, GenOptions, Options};
+use crate::ops::{self, Context, GenOptions, Options, Progress};
 
 /// kubeforge: a Kubernetes cluster spec in, its control plane's PKI, kubeconfigs and static pod manifests out.
 #[derive(Debug, Parser)]
@@ -38,6 +42,8 @@ pub enum Command {
         materialize: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        #[command(flatten)]
+        quiet: Quiet,
     },
     /// What gen would do, per certificate (keep, issue, reissue, remove, with the reason) and per file.
     ///
@@ -49,6 +55,8 @@ pub enum Command {
         common: Common,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        #[command(flatten)]
+        quiet: Quiet,
     },
     /// Reissue leaf certificates (never CAs); every kubeconfig that embeds one is rewritten.
     Renew {
@@ -62,10 +70,13 @@ pub enum Command {
         common: Common,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        #[command(flatten)]
+        quiet: Quiet,
     },
     /// Every certificate's expiry (CAs, kubeconfig client and kubelet certificates included).
     ///
-    /// Reads only public files (certificates and index.json). Exit status 1 when any expires within the window.
+    /// Reads only public files (certificates and index.json). Exit status 1 when any expires within the window
+    /// (with --output too: the file is written all the same).
     Check {
         #[arg(long, default_value = "out", value_name = "DIR")]
         out: PathBuf,
@@ -74,8 +85,12 @@ pub enum Command {
         within: i64,
         #[arg(long, value_parser = parse_now, value_name = "YYYY-MM-DDTHH:MM:SSZ")]
         now: Option<time::OffsetDateTime>,
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+        /// Write the report to FILE (mode 0644, replaced atomically: a reader never sees half of it) instead of
+        /// stdout, e.g. node_exporter's textfile directory with --format prometheus.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// For CAs given in pki.cas without their key (external CA mode): a key and a CSR for every certificate such a
     /// CA must sign, and OUT/csr/SIGNING.md with what the signer must put in.
@@ -94,6 +109,8 @@ pub enum Command {
         common: Common,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        #[command(flatten)]
+        quiet: Quiet,
     },
     /// Adopt an existing kubeadm node's /etc/kubernetes (CAs, keys, certificates, kubeconfigs' client
     /// certificates) as node NAME, so that later plans and renewals go through kubeforge; then generate.
@@ -107,6 +124,8 @@ pub enum Command {
         common: Common,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        #[command(flatten)]
+        quiet: Quiet,
     },
     /// Every image the cluster's nodes pull (kubeadm's `config images list`), one per line: what an air-gapped
     /// site mirrors into its registry. Reads only the spec.
@@ -157,10 +176,28 @@ impl Common {
     }
 }
 
+/// The option of the commands that issue certificates (in memory for `plan`).
+#[derive(Debug, Args)]
+pub struct Quiet {
+    /// No progress bar. There is one only when stderr is a terminal, while certificates are issued.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// How a report is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,
     Json,
+}
+
+/// How `check` prints its report: also for Prometheus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+    /// Prometheus's text format, for node_exporter's textfile collector: a gauge with each certificate's notAfter.
+    Prometheus,
 }
 
 fn parse_now(s: &str) -> Result<time::OffsetDateTime, String> {
@@ -184,32 +221,89 @@ fn print<R: serde::Serialize + std::fmt::Display>(r: &R, format: Format) -> Stri
     }
 }
 
-/// Runs a parsed command.
+/// The progress bar of a run that issues certificates: drawn on stderr from the moment the number to issue is
+/// known (when there is at least one), with the count and an estimate of the time left.
+struct Bar(indicatif::ProgressBar);
+
+impl Progress for Bar {
+    fn start(&self, total: usize) {
+        if total == 0 {
+            return;
+        }
+        let style = indicatif::ProgressStyle::with_template("issuing certificates [{bar:25}] {pos}/{len} ({eta} left)")
+            .expect("a valid template")
+            .progress_chars("=> ");
+        self.0.set_style(style);
+        self.0.set_length(total as u64);
+        self.0.reset();
+        self.0.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        // Drawn at once, not at the first certificate: an RSA-4096 key can take seconds.
+        self.0.tick();
+    }
+
+    fn advance(&self) {
+        self.0.inc(1);
+    }
+}
+
+/// Loads the spec and runs `op` with a progress bar on stderr when `bar` (a terminal, no `--quiet`); the bar is
+/// cleared when `op` returns, whatever it returns, so that nothing of it is left above the report or the error.
+fn issuing<R>(common: &Common, bar: bool, op: impl FnOnce(&Context) -> Result<R, Error>) -> Result<R, Error> {
+    let mut ctx = common.options().load()?;
+    let bar = bar.then(|| Arc::new(Bar(indicatif::ProgressBar::hidden())));
+    ctx.progress = bar.clone().map(|b| b as Arc<dyn Progress>);
+    let r = op(&ctx);
+    if let Some(b) = bar {
+        b.0.finish_and_clear();
+    }
+    r
+}
+
+/// Runs a parsed command, with a progress bar while certificates are issued when stderr is a terminal.
 pub fn run(command: Command) -> Result<Outcome, Error> {
+    run_with(command, std::io::stderr().is_terminal())
+}
+
+/// [`run`], saying whether stderr may show a progress bar (`--quiet` still turns it off). The tests' in-process
+/// runs say no: their stderr is the test runner's.
+pub fn run_with(command: Command, terminal: bool) -> Result<Outcome, Error> {
     let ok = |text: String| Outcome { text, code: 0 };
+    let bar = |q: &Quiet| terminal && !q.quiet;
     Ok(match command {
-        Command::Gen { common, dry_run, materialize, format } => {
-            let r = common.options().load()?.apply(&GenOptions { dry_run, materialize })?;
+        Command::Gen { common, dry_run, materialize, format, quiet } => {
+            let r = issuing(&common, bar(&quiet), |c| c.apply(&GenOptions { dry_run, materialize }))?;
             let code = if dry_run && r.has_changes() { 2 } else { 0 };
             Outcome { text: print(&r, format), code }
         }
-        Command::Plan { common, format } => {
-            let r = common.options().load()?.plan()?;
+        Command::Plan { common, format, quiet } => {
+            let r = issuing(&common, bar(&quiet), |c| c.plan())?;
             Outcome { text: print(&r, format), code: if r.has_changes() { 2 } else { 0 } }
         }
-        Command::Renew { names, keep_keys, common, format } => {
-            ok(print(&common.options().load()?.renew(&names, keep_keys)?, format))
+        Command::Renew { names, keep_keys, common, format, quiet } => {
+            ok(print(&issuing(&common, bar(&quiet), |c| c.renew(&names, keep_keys))?, format))
         }
-        Command::Check { out, within, now, format } => {
+        Command::Check { out, within, now, format, output } => {
             let r = ops::check(&out, now.unwrap_or_else(time::OffsetDateTime::now_utc), within)?;
-            Outcome { text: print(&r, format), code: if r.expiring > 0 { 1 } else { 0 } }
+            let code = if r.expiring > 0 { 1 } else { 0 };
+            let text = match format {
+                CheckFormat::Text => print(&r, Format::Text),
+                CheckFormat::Json => print(&r, Format::Json),
+                CheckFormat::Prometheus => r.prometheus().trim_end().to_string(),
+            };
+            match output {
+                None => Outcome { text, code },
+                Some(path) => {
+                    crate::txn::replace_file(&path, format!("{text}\n").as_bytes(), 0o644)?;
+                    Outcome { text: String::new(), code }
+                }
+            }
         }
         Command::Csr { common, format } => ok(print(&common.options().load()?.csr()?, format)),
-        Command::ImportSigned { dir, common, format } => {
-            ok(print(&common.options().load()?.import_signed(&dir)?, format))
+        Command::ImportSigned { dir, common, format, quiet } => {
+            ok(print(&issuing(&common, bar(&quiet), |c| c.import_signed(&dir))?, format))
         }
-        Command::ImportKubeadm { dir, node, common, format } => {
-            ok(print(&common.options().load()?.import_kubeadm(&dir, &node)?, format))
+        Command::ImportKubeadm { dir, node, common, format, quiet } => {
+            ok(print(&issuing(&common, bar(&quiet), |c| c.import_kubeadm(&dir, &node))?, format))
         }
         Command::Images { spec, format } => ok(print(&ops::images(&ops::load_spec(spec.as_deref())?)?, format)),
         Command::Completions { shell } => {
@@ -224,8 +318,10 @@ pub fn run(command: Command) -> Result<Outcome, Error> {
 pub fn finish(result: Result<Outcome, Error>) -> ExitCode {
     match result {
         Ok(o) => {
-            // A closed pipe (`| head`) is not an error worth a panic.
-            let _ = writeln!(std::io::stdout(), "{}", o.text);
+            // A closed pipe (`| head`) is not an error worth a panic. Nothing at all when the report went to a file.
+            if !o.text.is_empty() {
+                let _ = writeln!(std::io::stdout(), "{}", o.text);
+            }
             ExitCode::from(o.code)
         }
         Err(e) => {

@@ -31,10 +31,11 @@ pub struct Generated {
 /// Builds the output for `cluster` from a plain store at `store` (usually `OUT/pki`), reusing what it holds;
 /// nothing is written.
 pub fn generate(cluster: &Cluster, store: &Path, keys: &KeySource, now: OffsetDateTime) -> Result<Generated, Error> {
-    generate_with(cluster, &Store::plain(store), keys, now, &Policy::default(), None)
+    generate_with(cluster, &Store::plain(store), keys, now, &Policy::default(), None, None)
 }
 
-/// [`generate`] with a store that may be sealed or carry an overlay, a renewal policy (`renew`) and sealing.
+/// [`generate`] with a store that may be sealed or carry an overlay, a renewal policy (`renew`), sealing, and a
+/// progress sink for the issuing (`pki::build`).
 pub fn generate_with(
     cluster: &Cluster,
     store: &Store,
@@ -42,9 +43,10 @@ pub fn generate_with(
     now: OffsetDateTime,
     policy: &Policy,
     sealing: Option<&Sealing>,
+    progress: Option<&dyn pki::Progress>,
 ) -> Result<Generated, Error> {
     let requests = plan::requests(cluster);
-    let pki = pki::build(cluster, &requests, store, keys, now, policy)?;
+    let pki = pki::build(cluster, &requests, store, keys, now, policy, progress)?;
     let mut tree = files(cluster, &pki)?;
     inventory(&mut tree, cluster, &pki);
     if let Some(s) = sealing {

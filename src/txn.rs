@@ -443,3 +443,37 @@ fn sync(out: &Path) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// Replaces one file outside OUT (`check --output`) with `bytes` and `mode`, atomically: the bytes go to a
+/// temporary file in the same directory, which is synced and renamed over `path`, then the directory is synced. A
+/// reader (node_exporter's textfile collector) sees the old file or the new one, never half of one. The temporary
+/// file is named `.<name>.<pid>-<n>.tmp`, which that collector ignores (it reads `*.prom`), and is removed if
+/// anything fails.
+pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let fail = |what: &Path, e: io::Error| Error::new(format!("{}: {e}", what.display()));
+    let name = path.file_name().ok_or_else(|| Error::new(format!("{}: not a file name", path.display())))?;
+    if path.is_dir() {
+        return Err(Error::new(format!("{}: is a directory; name the file to write", path.display())));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{}.{}-{n}.tmp", name.to_string_lossy(), std::process::id()));
+    let written = (|| {
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+        // The umask may have narrowed the mode given to open(); set it exactly.
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(fail(path, e));
+    }
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| fail(dir, e))
+}

@@ -7,6 +7,7 @@ pub mod report;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 
@@ -14,6 +15,7 @@ use crate::Error;
 use crate::generate::{Generated, generate_with};
 use crate::layout;
 use crate::output::{self, Changes, Kind, Tree};
+pub use crate::pki::Progress;
 use crate::pki::inspect::CertInfo;
 use crate::pki::keys::KeySource;
 use crate::pki::store::Store;
@@ -52,7 +54,7 @@ impl Options {
             None => KeySource::from_os().map_err(Error::new)?,
         };
         let now = self.now.unwrap_or_else(OffsetDateTime::now_utc).replace_nanosecond(0).expect("valid");
-        Ok(Context { cluster, out: self.out.clone(), keys, now, identity: self.identity.clone() })
+        Ok(Context { cluster, out: self.out.clone(), keys, now, identity: self.identity.clone(), progress: None })
     }
 }
 
@@ -119,6 +121,8 @@ pub struct Context {
     pub keys: KeySource,
     pub now: OffsetDateTime,
     pub identity: Option<PathBuf>,
+    /// Told how many certificates are issued, one by one (the command line's progress bar); `None`: nothing is.
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 /// `gen`'s own options.
@@ -228,7 +232,8 @@ impl Context {
     fn prepare(&self, store: &Store, sealing: Option<&Sealing>, policy: &Policy) -> Result<Run, Error> {
         self.check_clock()?;
         let upgrade = self.version_change()?;
-        let generated = generate_with(&self.cluster, store, &self.keys, self.now, policy, sealing)?;
+        let progress = self.progress.as_deref().map(|p| p as &dyn Progress);
+        let generated = generate_with(&self.cluster, store, &self.keys, self.now, policy, sealing, progress)?;
         let changes = output::changes(&generated.tree, &self.out)?;
         Ok(Run { generated, changes, upgrade })
     }
@@ -714,6 +719,7 @@ pub fn check(out: &Path, now: OffsetDateTime, within: i64) -> Result<CheckReport
         api_version: report::API_VERSION,
         kind: "CheckReport",
         now: crate::times::rfc3339(now),
+        now_unix: now.unix_timestamp(),
         within_seconds: within,
         expiring: rows.iter().filter(|r| r.expires_within_window).count(),
         certificates: rows,

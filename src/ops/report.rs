@@ -277,6 +277,9 @@ pub struct CheckReport {
     /// `CheckReport`.
     pub kind: &'static str,
     pub now: String,
+    /// `now` as a Unix time.
+    #[serde(skip)]
+    pub now_unix: i64,
     pub within_seconds: i64,
     /// How many certificates expire within the window (`check` exits 1 when this is not 0).
     pub expiring: usize,
@@ -297,10 +300,63 @@ pub struct Expiry {
     pub subject: String,
     pub signer: String,
     pub not_after: String,
+    /// `not_after` as a Unix time.
     #[serde(skip)]
     pub not_after_unix: i64,
     pub residual_seconds: i64,
     pub expires_within_window: bool,
+}
+
+/// The gauge `check --format prometheus` writes, one sample per certificate.
+pub const EXPIRY_METRIC: &str = "kubeforge_certificate_expiry_timestamp_seconds";
+/// The gauge that says when `check` ran (its clock), so that a stale file can be told from a fresh one.
+pub const CHECK_METRIC: &str = "kubeforge_check_timestamp_seconds";
+
+impl CheckReport {
+    /// The report in Prometheus's text exposition format, as node_exporter's textfile collector reads it:
+    /// [`EXPIRY_METRIC`], a gauge with every certificate's notAfter as a Unix time (labels `certificate`, the store
+    /// id; `profile`, the row of the certificate table; `node`, empty for a certificate of the whole cluster;
+    /// `signer`, the issuer as `check` prints it; `is_ca`), in the report's order, then [`CHECK_METRIC`]. No
+    /// timestamps (the collector refuses them); ends with a newline.
+    pub fn prometheus(&self) -> String {
+        use fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "# HELP {EXPIRY_METRIC} When the certificate expires (its notAfter), as a Unix time: every certificate and \
+             CA of a kubeforge OUT."
+        );
+        let _ = writeln!(s, "# TYPE {EXPIRY_METRIC} gauge");
+        for r in &self.certificates {
+            let labels = [
+                ("certificate", r.name.as_str()),
+                ("profile", r.profile.as_deref().unwrap_or("")),
+                ("node", r.node.as_deref().unwrap_or("")),
+                ("signer", r.signer.as_str()),
+                ("is_ca", if r.is_ca { "true" } else { "false" }),
+            ];
+            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", label_value(v))).collect();
+            let _ = writeln!(s, "{EXPIRY_METRIC}{{{}}} {}", labels.join(","), r.not_after_unix);
+        }
+        let _ = writeln!(s, "# HELP {CHECK_METRIC} When kubeforge check last ran (its clock), as a Unix time.");
+        let _ = writeln!(s, "# TYPE {CHECK_METRIC} gauge");
+        let _ = writeln!(s, "{CHECK_METRIC} {}", self.now_unix);
+        s
+    }
+}
+
+/// A label value as the exposition format writes it: backslash, double quote and line feed escaped.
+fn label_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl fmt::Display for CheckReport {

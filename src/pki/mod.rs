@@ -97,8 +97,18 @@ impl Pki {
     }
 }
 
+/// Where [`build`] says how far it is, for a progress bar: the library itself never prints. Only certificates that
+/// need a key or a signature are counted (a kept one takes no time); `start` is called once, before the first.
+pub trait Progress: Send + Sync {
+    /// `total` certificates (CAs and leaves) are about to be issued.
+    fn start(&self, total: usize);
+    /// One more is issued.
+    fn advance(&self);
+}
+
 /// Loads the CAs, the service-account key and the encryption-at-rest keys from `store` (usually `OUT/pki`) where
-/// they exist, creates them where they do not, and issues every leaf of `requests`.
+/// they exist, creates them where they do not, and issues every leaf of `requests`, telling `progress` how many
+/// certificates are issued.
 ///
 /// A CA in the store is never replaced: if its certificate or key is missing, unreadable, does not match, names
 /// another subject, or has expired, this fails and says what to do. A CA is never created while leaves it signed
@@ -110,11 +120,14 @@ pub fn build(
     keys: &KeySource,
     now: OffsetDateTime,
     policy: &Policy,
+    progress: Option<&dyn Progress>,
 ) -> Result<Pki, Error> {
     let now = now.replace_nanosecond(0).expect("0 is a valid nanosecond");
     let mut certs = BTreeMap::new();
     let mut issuers: BTreeMap<String, Issuer<'static, Key>> = BTreeMap::new();
     let mut ca_infos: BTreeMap<String, Arc<inspect::CertInfo>> = BTreeMap::new();
+    // CAs to create: after every leaf is decided, so that the progress total is known before the first key.
+    let mut new_cas = Vec::new();
 
     for req in requests.iter().filter(|r| r.profile.usage.is_ca()) {
         if let Some(given) = cluster.provided_cas.get(req.profile.name) {
@@ -127,19 +140,17 @@ pub fn build(
             certs.insert(req.id.clone(), material);
             continue;
         }
-        let (material, key, key_id) = match load_ca(req, store, now)? {
-            Some(found) => found,
+        match load_ca(req, store, now)? {
+            Some((material, key, key_id)) => {
+                issuers.insert(req.id.clone(), issuer(&material.info, key, key_id));
+                ca_infos.insert(req.id.clone(), material.info.clone());
+                certs.insert(req.id.clone(), material);
+            }
             None => {
                 refuse_new_ca(req, requests, store, policy)?;
-                let key = keys.generate(cluster.key_algorithm, &req.id);
-                let m = sign(req, &key, None, keys, now)?;
-                let id = key.key_id();
-                (m, key, id)
+                new_cas.push(req);
             }
-        };
-        issuers.insert(req.id.clone(), issuer(&material.info, key, key_id));
-        ca_infos.insert(req.id.clone(), material.info.clone());
-        certs.insert(req.id.clone(), material);
+        }
     }
 
     let sa = service_account(cluster.key_algorithm, store, keys)?;
@@ -166,42 +177,28 @@ pub fn build(
         external_etcd_ca = Some((cert_pem.clone(), info));
     }
 
+    // First decide every leaf (read what the store holds and compare it with the request, verifying its
+    // signature: most of a rerun's work), then issue the ones that need it; both on every core. A leaf under a CA
+    // created in this run has nothing in the store (`refuse_new_ca`), so its decision needs no CA.
     let leaves: Vec<&CertRequest> = requests.iter().filter(|r| !r.profile.usage.is_ca()).collect();
-    // Key generation dominates (RSA especially) and every leaf is independent: use every core. Each thread takes
-    // the next leaf from a shared counter rather than a fixed share of the list, because the leaves that need a
-    // key are often neighbours (a renewed profile, a new node): fixed halves would leave one core idle. Keys come
-    // from per-id streams and results are put back in list order, so nothing depends on how the work is split.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(leaves.len().max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut issued: Vec<(usize, Result<Material, Unissued>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                let (issuers, ca_infos, leaves, next) = (&issuers, &ca_infos, &leaves, &next);
-                s.spawn(move || {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(req) = leaves.get(i) else { break };
-                        let signer = req.signer.as_deref().expect("a leaf has a signer");
-                        let m = leaf(cluster, req, store, keys, now, policy, issuers.get(signer), &ca_infos[signer]);
-                        done.push((i, m));
-                    }
-                    done
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("issuing thread panicked")).collect()
-    });
-    issued.sort_by_key(|(i, _)| *i);
-    let issued = issued.into_iter().map(|(_, m)| m);
+    fn signer(req: &CertRequest) -> &str {
+        req.signer.as_deref().expect("a leaf has a signer")
+    }
+    let decided =
+        in_parallel(&leaves, |req| decide(cluster, req, store, now, policy, ca_infos.get(signer(req)).map(|i| &**i)));
+    let mut work = Vec::new();
     let mut unsigned = Vec::new();
-    for m in issued {
-        match m {
-            Ok(m) => {
+    for (req, d) in leaves.iter().zip(decided) {
+        match d? {
+            Decision::Keep(m) => {
                 certs.insert(m.request.id.clone(), m);
             }
-            Err(Unissued::NeedsExternalSigner(id)) => unsigned.push(id),
-            Err(Unissued::Failed(e)) => return Err(e),
+            Decision::Issue { .. }
+                if !issuers.contains_key(signer(req)) && !new_cas.iter().any(|c| c.id == signer(req)) =>
+            {
+                unsigned.push(req.id.clone())
+            }
+            Decision::Issue { reasons, old_key } => work.push((*req, reasons, old_key)),
         }
     }
     if !unsigned.is_empty() {
@@ -214,7 +211,62 @@ pub fn build(
             unsigned.join(", ")
         )));
     }
+
+    if let Some(p) = progress {
+        p.start(new_cas.len() + work.len());
+    }
+    for req in new_cas {
+        let key = keys.generate(cluster.key_algorithm, &req.id);
+        let material = sign(req, &key, None, keys, now)?;
+        let key_id = key.key_id();
+        issuers.insert(req.id.clone(), issuer(&material.info, key, key_id));
+        ca_infos.insert(req.id.clone(), material.info.clone());
+        certs.insert(req.id.clone(), material);
+        if let Some(p) = progress {
+            p.advance();
+        }
+    }
+    let issued = in_parallel(&work, |(req, reasons, old_key)| {
+        let m = issue(cluster, req, keys, now, &issuers[signer(req)], reasons, old_key.as_ref());
+        if let Some(p) = progress {
+            p.advance();
+        }
+        m
+    });
+    for m in issued {
+        let m = m?;
+        certs.insert(m.request.id.clone(), m);
+    }
     Ok(Pki { certs, sa, external_etcd_ca, encryption })
+}
+
+/// `f` of every item, on every core, in the items' order. Each thread takes the next item from a shared counter
+/// rather than a fixed share of the list, because the items that take long are often neighbours (a renewed profile,
+/// a new node): fixed halves would leave one core idle. Keys come from per-id streams and results are put back in
+/// list order, so nothing depends on how the work is split.
+fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len().max(1));
+    let next = AtomicUsize::new(0);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (f, next) = (&f, &next);
+                s.spawn(move || {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        done.push((i, f(item)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("a worker thread panicked")).collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// A CA is created only for a new PKI: never by a renewal, and never while the store still holds leaves that a
@@ -306,81 +358,97 @@ fn is_printable(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b))
 }
 
-/// Why a leaf could not be had.
-enum Unissued {
-    /// Its CA's key is not available: an external signer must sign it (the store id).
-    NeedsExternalSigner(String),
-    Failed(Error),
+/// What a leaf needs: nothing (the store's still is what the spec asks), or a (re)issue, with the reasons.
+enum Decision {
+    Keep(Material),
+    /// `reasons` empty: new. `old_key`: `renew --keep-keys` keeps the stored key.
+    Issue {
+        reasons: Vec<String>,
+        old_key: Option<Key>,
+    },
 }
 
-impl From<Error> for Unissued {
-    fn from(e: Error) -> Self {
-        Unissued::Failed(e)
-    }
-}
-
-/// One leaf: kept from the store if it still is what the spec asks, otherwise (re)issued, with the reasons.
-#[allow(clippy::too_many_arguments)]
-fn leaf(
+/// One leaf: kept from the store if it still is what the spec asks, otherwise to be (re)issued, with the reasons.
+/// `ca` is its signer's certificate; `None` for a CA created in this run.
+fn decide(
     cluster: &Cluster,
     req: &CertRequest,
     store: &Store,
-    keys: &KeySource,
     now: OffsetDateTime,
     policy: &Policy,
-    issuer: Option<&Issuer<'static, Key>>,
-    ca: &inspect::CertInfo,
-) -> Result<Material, Unissued> {
+    ca: Option<&inspect::CertInfo>,
+) -> Result<Decision, Error> {
     let forced = policy.forces(req);
-    let existing = load_leaf(req, store)?;
+    let Some((cert_pem, key_pem, key, info)) = load_leaf(req, store)? else {
+        return Ok(Decision::Issue { reasons: Vec::new(), old_key: None });
+    };
     let mut reasons = Vec::new();
-    let mut old_key = None;
-    if let Some((cert_pem, key_pem, key, info)) = existing {
-        // A certificate naming the current CA as issuer whose signature that CA's key did not make is forged, or
-        // from another cluster's CA of the same name: stop rather than quietly replace it (a different issuer
-        // name, e.g. after bringing a new CA, is an ordinary reason to reissue, below).
-        // Checked once here and handed to `differences_given`: verifying a signature is most of a rerun's work.
-        let signed = (!forced && info.issuer == ca.subject).then(|| inspect::signed_by(&info.der, &ca.spki_der));
-        if signed == Some(false) {
-            return Err(Unissued::Failed(Error::new(format!(
-                "{}: {} names {} as its issuer but that CA did not sign it (tampered, or from another cluster). \
-                 Look at how it got there; to replace it deliberately run `cargo xtask renew {}`.",
-                req.id,
-                store.show(&format!("{}.crt", req.id)),
-                ca.subject,
-                req.id
-            ))));
-        }
-        if forced {
-            reasons.push("renewal requested".to_string());
-        }
-        reasons.extend(differences_given(cluster, req, &info, ca, now, signed));
-        if reasons.is_empty() {
-            return Ok(Material {
-                request: req.clone(),
-                info: Arc::new(info),
-                cert_pem,
-                key_pem: Some(key_pem),
-                chain_pem: None,
-                origin: Origin::Kept,
-                reasons,
-            });
-        }
-        if policy.keep_keys && forced && key.algorithm() == cluster.key_algorithm {
-            old_key = Some(key);
-        }
+    if forced {
+        reasons.push("renewal requested".to_string());
     }
-    let Some(issuer) = issuer else { return Err(Unissued::NeedsExternalSigner(req.id.clone())) };
+    let Some(ca) = ca else {
+        // Not reached: a CA is created only when the store holds no leaf it signed (`refuse_new_ca`).
+        reasons.push(format!("signer: {} is created in this run", req.signer.as_deref().unwrap_or("its CA")));
+        return Ok(Decision::Issue { reasons, old_key: None });
+    };
+    // A certificate naming the current CA as issuer whose signature that CA's key did not make is forged, or
+    // from another cluster's CA of the same name: stop rather than quietly replace it (a different issuer
+    // name, e.g. after bringing a new CA, is an ordinary reason to reissue, below).
+    // Checked once here and handed to `differences_given`: verifying a signature is most of a rerun's work.
+    let signed = (!forced && info.issuer == ca.subject).then(|| inspect::signed_by(&info.der, &ca.spki_der));
+    if signed == Some(false) {
+        return Err(Error::new(format!(
+            "{}: {} names {} as its issuer but that CA did not sign it (tampered, or from another cluster). \
+             Look at how it got there; to replace it deliberately run `cargo xtask renew {}`.",
+            req.id,
+            store.show(&format!("{}.crt", req.id)),
+            ca.subject,
+            req.id
+        )));
+    }
+    reasons.extend(differences_given(cluster, req, &info, ca, now, signed));
+    if reasons.is_empty() {
+        return Ok(Decision::Keep(Material {
+            request: req.clone(),
+            info: Arc::new(info),
+            cert_pem,
+            key_pem: Some(key_pem),
+            chain_pem: None,
+            origin: Origin::Kept,
+            reasons,
+        }));
+    }
+    let old_key = (policy.keep_keys && forced && key.algorithm() == cluster.key_algorithm).then_some(key);
+    Ok(Decision::Issue { reasons, old_key })
+}
+
+/// A leaf (re)issued as [`decide`] said: with `old_key`, or a new key.
+fn issue(
+    cluster: &Cluster,
+    req: &CertRequest,
+    keys: &KeySource,
+    now: OffsetDateTime,
+    issuer: &Issuer<'static, Key>,
+    reasons: &[String],
+    old_key: Option<&Key>,
+) -> Result<Material, Error> {
+    let fresh;
     let key = match old_key {
         Some(k) => k,
-        // A first issue draws the key for the id; a reissue salts it with the issue time, so that even a seeded
-        // source gives the replacement a key of its own.
-        None if reasons.is_empty() => keys.generate(cluster.key_algorithm, &req.id),
-        None => keys.generate(cluster.key_algorithm, &format!("{}\0reissued@{}", req.id, now.unix_timestamp())),
+        None => {
+            // A first issue draws the key for the id; a reissue salts it with the issue time, so that even a
+            // seeded source gives the replacement a key of its own.
+            fresh = if reasons.is_empty() {
+                keys.generate(cluster.key_algorithm, &req.id)
+            } else {
+                keys.generate(cluster.key_algorithm, &format!("{}\0reissued@{}", req.id, now.unix_timestamp()))
+            };
+            &fresh
+        }
     };
-    let mut m = sign(req, &key, Some(issuer), keys, now)?;
+    let mut m = sign(req, key, Some(issuer), keys, now)?;
     m.origin = if reasons.is_empty() { Origin::Issued } else { Origin::Reissued };
-    m.reasons = reasons;
+    m.reasons = reasons.to_vec();
     Ok(m)
 }
 
@@ -718,7 +786,7 @@ mod tests {
         let requests = plan::requests(&c);
         let now = crate::times::parse_instant("2026-01-01T00:00:00Z").unwrap();
         let store = Store::plain(Path::new("/nonexistent/kubeforge-test-store"));
-        let pki = build(&c, &requests, &store, &KeySource::seeded(1), now, &Policy::default()).unwrap();
+        let pki = build(&c, &requests, &store, &KeySource::seeded(1), now, &Policy::default(), None).unwrap();
         (c, requests, pki, now)
     }
 
@@ -775,7 +843,7 @@ mod tests {
         let now = crate::times::parse_instant("2026-01-01T00:00:00Z").unwrap();
         let store = Store::plain(Path::new("/nonexistent/kubeforge-test-store"));
         let policy = Policy { renew: vec!["all".into()], keep_keys: false };
-        let e = build(&c, &requests, &store, &KeySource::seeded(1), now, &policy).err().unwrap().to_string();
+        let e = build(&c, &requests, &store, &KeySource::seeded(1), now, &policy, None).err().unwrap().to_string();
         assert!(e.contains("never creates a CA"), "{e}");
     }
 }

@@ -374,12 +374,13 @@ pub struct Outcome {
     pub code: u8,
 }
 
-/// Runs `kubeforge ARGS` in-process, exactly as the binary parses and runs it; an error's message is the text.
+/// Runs `kubeforge ARGS` in-process, exactly as the binary parses and runs it (but never with a progress bar: the
+/// test runner's stderr may be a terminal); an error's message is the text.
 pub fn kubeforge(args: &[&str]) -> Outcome {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     match kubeforge::cli::parse_from("kubeforge", &args) {
         Err(e) => Outcome { text: e.to_string(), code: e.exit_code() as u8 },
-        Ok(cmd) => match kubeforge::cli::run(cmd) {
+        Ok(cmd) => match kubeforge::cli::run_with(cmd, false) {
             Ok(o) => Outcome { text: o.text, code: o.code },
             Err(e) => Outcome { text: e.to_string(), code: 1 },
         },
