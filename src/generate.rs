@@ -79,10 +79,11 @@ pub fn files(cluster: &Cluster, pki: &Pki) -> Result<Tree, Error> {
     for k in &pki.encryption {
         tree.add(layout::in_store(&layout::store_encryption_key(&k.name)), format!("{}\n", k.secret), Kind::Key);
     }
+    crate::pki::rotation::store_files(&mut tree, pki);
 
     let ca = pki.get(&plan::store_id(ProfileId::Ca.profile(), None));
-    // What clients trust: the cluster CA, and the chain above it when the CA is an intermediate.
-    let ca_bundle = format!("{}{}", ca.cert_pem, ca.chain_pem.as_deref().unwrap_or(""));
+    // What clients trust: the cluster CA (both during a rotation), and the chain above it when it is an intermediate.
+    let ca_bundle = pki.ca_bundle(&ca.request.id);
     let encryption_config = encryption_config(cluster, pki);
 
     for (i, node) in cluster.nodes.iter().enumerate() {
@@ -110,15 +111,23 @@ pub fn files(cluster: &Cluster, pki: &Pki) -> Result<Tree, Error> {
                 continue;
             }
             let (crt, key) = layout::cert_files(p.id).expect("installed as files");
-            let kind = if p.usage.is_ca() { Kind::CaCert } else { Kind::Cert };
-            tree.add(path(&crt), m.cert_pem.clone(), kind).cert = Some(cert_ref(m));
+            let (kind, pem) = if p.usage.is_ca() {
+                (Kind::CaCert, pki.ca_file_pem(&m.request.id))
+            } else {
+                (Kind::Cert, m.cert_pem.clone())
+            };
+            tree.add(path(&crt), pem, kind).cert = Some(cert_ref(m));
             if let (false, Some(k)) = (ca_cert_only, &m.key_pem) {
                 tree.add(path(&key), k.clone(), Kind::Key);
             }
         }
         if cp {
             tree.add(path(layout::SA_KEY), pki.sa.key_pem.clone(), Kind::Key);
-            tree.add(path(layout::SA_PUB), pki.sa.pub_pem.clone(), Kind::PublicKey);
+            tree.add(path(layout::SA_PUB), pki.sa_pub_file(), Kind::PublicKey);
+            if pki.ca_rotating(&ca.request.id) {
+                // ca.crt holds two certificates; the controller-manager signs with one (its pair is ca.key).
+                tree.add(path(layout::CA_SIGNING_CRT), ca.cert_pem.clone(), Kind::CaCert).cert = Some(cert_ref(ca));
+            }
         }
         for k in layout::kubeconfigs().filter(|k| cp || k.on_workers()) {
             let p = k.profile;
@@ -200,7 +209,7 @@ fn encryption_config(cluster: &Cluster, pki: &Pki) -> Option<String> {
 
 /// PKI.md: one row per certificate, from the certificates as issued or found (read back, not from the plan).
 pub fn inventory(tree: &mut Tree, cluster: &Cluster, pki: &Pki) {
-    let rows = pki
+    let mut rows: Vec<InventoryRow> = pki
         .certs
         .values()
         .map(|m| InventoryRow {
@@ -209,6 +218,13 @@ pub fn inventory(tree: &mut Tree, cluster: &Cluster, pki: &Pki) {
             info: m.info.clone(),
         })
         .collect();
+    // During a rotation, the other CA too.
+    for (id, r) in &pki.rotations.cas {
+        if let Some(o) = &r.other {
+            let role = if o.key_pem.is_some() { "incoming" } else { "outgoing" };
+            rows.push(InventoryRow { name: format!("{id} ({role})"), node: "-".into(), info: o.info.clone() });
+        }
+    }
     let inv = Inventory { cluster: &cluster.name, rows };
     tree.add(layout::INVENTORY, finish(inv.render().expect("inventory template")), Kind::Inventory);
 }

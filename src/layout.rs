@@ -54,6 +54,29 @@ pub fn store_key(id: &str) -> String {
 pub const STORE_SA_KEY: &str = "sa.key";
 pub const STORE_SA_PUB: &str = "sa.pub";
 
+/// A CA rotation in the store (`crate::pki::rotation`): the incoming CA beside the current one during `add`
+/// (`ca.next.crt|key`), the outgoing CA's certificate during `switch` (`ca.prev.crt`; its key is gone). A store id
+/// of a leaf never has a dot, so these cannot collide with one.
+pub fn store_next(id: &str, ext: &str) -> String {
+    format!("{id}.next.{ext}")
+}
+
+pub fn store_prev(id: &str, ext: &str) -> String {
+    format!("{id}.prev.{ext}")
+}
+
+/// Where `remove` puts what a rotation retired: the outgoing CA's certificate (`archive/ca-<serial>.crt`) or
+/// service-account public key (`archive/sa-<fingerprint>.pub`). Public files only: the keys are deleted.
+pub const STORE_ARCHIVE: &str = "archive";
+
+pub fn store_archived(name: &str, tag: &str, ext: &str) -> String {
+    format!("{STORE_ARCHIVE}/{name}-{tag}.{ext}")
+}
+
+/// On a control-plane node during a rotation of the cluster CA: the certificate of the pair the controller-manager
+/// signs with (`--cluster-signing-cert-file` takes exactly one certificate, and `ca.crt` then holds two).
+pub const CA_SIGNING_CRT: &str = "/etc/kubernetes/pki/ca-signing.crt";
+
 /// An encryption-at-rest key in the store.
 pub fn store_encryption_key(name: &str) -> String {
     format!("encryption/{name}.key")

@@ -112,6 +112,9 @@ pub struct RawPki {
     pub cas: std::collections::BTreeMap<String, RawProvidedCa>,
     /// Keep every secret file encrypted in OUT/secrets (see src/sealed.rs).
     pub encryption: Option<RawStoreEncryption>,
+    /// A CA or the service-account key being rotated, by name (ca, front-proxy-ca, etcd-ca, sa), and its stage
+    /// (add, switch, remove): see src/pki/rotation.rs.
+    pub rotation: std::collections::BTreeMap<String, String>,
 }
 
 /// kubeadm's validities (kubeadm-facts §1.5); ECDSA-P256 where kubeadm defaults to RSA-2048 (see the README's
@@ -125,6 +128,7 @@ impl Default for RawPki {
             renew_before: "720h".into(),
             cas: Default::default(),
             encryption: None,
+            rotation: Default::default(),
         }
     }
 }
@@ -318,6 +322,8 @@ pub struct Cluster {
     /// `crate::custom::secure`).
     pub warnings: Vec<String>,
     pub nodes: Vec<Node>,
+    /// `pki.rotation`: the stage of each CA (or `sa`) being rotated.
+    pub rotation: std::collections::BTreeMap<String, crate::pki::rotation::Stage>,
 }
 
 /// A CA from `pki.cas`: its certificate, and its key and chain if given.
@@ -661,6 +667,7 @@ fn validate(file: &Path, raw: &RawSpec) -> Result<Cluster, Vec<Problem>> {
         patches: custom.patches,
         warnings: Vec::new(),
         nodes,
+        rotation: pki.rotation,
     })
 }
 
@@ -809,6 +816,7 @@ struct Pki {
     renew_before: i64,
     sealed_to: Option<Vec<String>>,
     provided_cas: std::collections::BTreeMap<String, ProvidedCa>,
+    rotation: std::collections::BTreeMap<String, crate::pki::rotation::Stage>,
 }
 
 fn validate_pki(c: &mut Check, file: &Path, raw: &RawSpec) -> Pki {
@@ -891,7 +899,13 @@ fn validate_pki(c: &mut Check, file: &Path, raw: &RawSpec) -> Pki {
         }
         e.age.recipients.clone()
     });
-    Pki { key_algorithm, ca_validity, cert_validity, renew_before, sealed_to, provided_cas }
+    let rotation = crate::pki::rotation::validate(
+        &p.rotation,
+        raw.etcd.external.is_some(),
+        &|name| p.cas.contains_key(name),
+        &mut |path, m| c.fail(path, m),
+    );
+    Pki { key_algorithm, ca_validity, cert_validity, renew_before, sealed_to, provided_cas, rotation }
 }
 
 /// Each directory becomes a hostPath volume named after its path (kubeadm's rule: "/etc/pki/ca-trust" ->

@@ -41,6 +41,7 @@ fn every_report_validates_and_says_what_the_run_did() {
         (Some("RunReport"), Some("gen"), Some(true))
     );
     assert_eq!(ids(&first, "issue").len(), 20);
+    assert_eq!(first["rotations"], json!([]), "no rotation outside pki.rotation");
     assert_eq!(
         first["cas"],
         json!([{"id": "ca", "origin": "created"}, {"id": "etcd-ca", "origin": "created"}, {"id": "front-proxy-ca", "origin": "created"}])
@@ -113,7 +114,7 @@ fn the_report_schema_rejects_what_it_must() {
     let c = Cluster::new("reports-neg", kubeforge::DEMO_SPEC);
     let (r, _) = json(&["gen", "--spec", c.spec.to_str().unwrap(), "--out", c.out.to_str().unwrap()]);
     type Tamper = fn(&mut Value);
-    let cases: [(&str, Tamper, &str, &str); 6] = [
+    let cases: [(&str, Tamper, &str, &str); 7] = [
         (
             "unknown action",
             |v| v["certificates"][0]["action"] = json!("rotate"),
@@ -123,6 +124,12 @@ fn the_report_schema_rejects_what_it_must() {
         ("extra field", |v| v["key"] = json!("-----BEGIN EC PRIVATE KEY-----"), "", "'key' was unexpected"),
         ("bad store id", |v| v["certificates"][0]["id"] = json!("../ca"), "/certificates/0/id", "does not match"),
         ("wrong kind", |v| v["kind"] = json!("Plan"), "/kind", "was expected"),
+        (
+            "unknown rotation stage",
+            |v| v["rotations"] = json!([{"name": "ca", "stage": "rotate", "entering": true}]),
+            "/rotations/0/stage",
+            "is not one of",
+        ),
         ("files not an object", |v| v["files"] = json!([]), "/files", "is not of type"),
         (
             "missing cas",

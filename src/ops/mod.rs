@@ -24,7 +24,7 @@ use crate::sealed::Sealing;
 use crate::spec::Cluster;
 use report::{
     Action, CaLine, CaOrigin, CertLine, CheckReport, ClusterSummary, CsrReport, Expiry, FileChanges, Imported,
-    RunReport, Upgrade,
+    RotationLine, RunReport, Upgrade,
 };
 
 /// What every command that reads a spec may be given.
@@ -548,7 +548,8 @@ impl Context {
                 },
             })
             .collect();
-        for id in run.changes.remove.iter().filter_map(|p| p.strip_prefix("pki/")?.strip_suffix(".crt")) {
+        let removed = run.changes.remove.iter().filter_map(|p| p.strip_prefix("pki/")?.strip_suffix(".crt"));
+        for id in removed.filter(|id| !crate::pki::rotation::is_rotation_id(id)) {
             let (node, profile) = split_id(id);
             certificates.push(CertLine {
                 id: id.to_string(),
@@ -577,6 +578,12 @@ impl Context {
             }),
             imported,
             upgrade: run.upgrade.as_ref().map(|u| Upgrade { from: u.from.clone(), to: u.to.clone() }),
+            rotations: pki
+                .rotations
+                .lines()
+                .into_iter()
+                .map(|(name, stage, entering)| RotationLine { name: name.into(), stage: stage.name(), entering })
+                .collect(),
             warnings: self.warnings(),
         }
     }
@@ -595,6 +602,17 @@ impl Context {
         };
         let mut cas = Vec::new();
         let mut certificates = Vec::new();
+        let mut rotations = Vec::new();
+        for name in crate::pki::rotation::NAMES {
+            if let Some((stage, entering)) = crate::pki::rotation::public_line(c, name, &store)? {
+                rotations.push(RotationLine { name: name.into(), stage: stage.name(), entering });
+            }
+        }
+        let switching = |ca: &str| {
+            rotations
+                .iter()
+                .any(|r| r.name == ca && r.stage == "switch" && r.entering && ca != crate::pki::rotation::SA)
+        };
         for r in &requests {
             if r.profile.usage.is_ca() {
                 let origin = match c.provided_cas.get(r.profile.name) {
@@ -620,6 +638,9 @@ impl Context {
                 None => None,
             };
             let (action, reasons) = match (read(&r.id), ca) {
+                (Some(_), Some(_)) if r.signer.as_deref().is_some_and(switching) => {
+                    (Action::Reissue, vec![crate::pki::rotation::switch_reason(r.signer.as_deref().unwrap_or("CA"))])
+                }
                 (Some(info), Some(ca)) => {
                     let why = crate::pki::differences(c, r, &info, &ca, self.now);
                     (if why.is_empty() { Action::Keep } else { Action::Reissue }, why)
@@ -650,6 +671,7 @@ impl Context {
             files: None,
             imported: None,
             upgrade,
+            rotations,
             warnings: self.warnings(),
         })
     }

@@ -38,6 +38,8 @@ pub struct RunReport {
     pub imported: Option<Imported>,
     /// The Kubernetes version OUT was generated for, when the spec moves it (an upgrade).
     pub upgrade: Option<Upgrade>,
+    /// Each CA (or the service-account key) being rotated (`pki.rotation`), and its stage.
+    pub rotations: Vec<RotationLine>,
     /// Things the operator should know (e.g. a version past upstream support).
     pub warnings: Vec<String>,
 }
@@ -106,6 +108,31 @@ pub struct FileChanges {
 pub struct Upgrade {
     pub from: String,
     pub to: String,
+}
+
+/// A rotation's stage (`pki.rotation.<name>`).
+#[derive(Debug, Serialize, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationLine {
+    /// `ca`, `front-proxy-ca`, `etcd-ca` or `sa`.
+    pub name: String,
+    /// `add`, `switch` or `remove`: the stage the store is at after the run.
+    pub stage: &'static str,
+    /// True when the run moves the store into `stage`; false for a rerun at it (nothing of the rotation changes).
+    pub entering: bool,
+}
+
+impl RotationLine {
+    fn describe(&self) -> &'static str {
+        match (self.name == "sa", self.stage) {
+            (false, "add") => "the incoming CA is beside the current one at every trust point; the current one signs",
+            (false, "switch") => "the incoming CA signs (every certificate under it reissued); both stay trusted",
+            (false, _) => "the outgoing CA has left every trust point; its certificate is archived",
+            (true, "add") => "sa.pub holds the new public key beside the current one, which signs",
+            (true, "switch") => "the new key signs; sa.pub keeps both public keys",
+            (true, _) => "sa.pub holds only the new public key; the old one is archived",
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -204,6 +231,10 @@ impl fmt::Display for RunReport {
             })
             .collect();
         writeln!(f, "  CAs: {}", cas.join(", "))?;
+        for r in &self.rotations {
+            let how = if r.entering { format!("-> {}", r.stage) } else { format!("at {} (no change)", r.stage) };
+            writeln!(f, "  rotation: {} {how}: {}", r.name, r.describe())?;
+        }
         let kept = self.count(Action::Keep);
         let fresh: Vec<&CertLine> =
             self.certificates.iter().filter(|l| matches!(l.action, Action::Issue | Action::Reissue)).collect();

@@ -5,6 +5,7 @@ pub mod inspect;
 pub mod keys;
 pub mod plan;
 pub mod profile;
+pub mod rotation;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -89,6 +90,9 @@ pub struct Pki {
     pub external_etcd_ca: Option<(String, Arc<inspect::CertInfo>)>,
     /// Encryption-at-rest keys, in the spec's order.
     pub encryption: Vec<EncryptionKey>,
+    /// CA and service-account key rotations (`pki.rotation`) as this run leaves them, and the store's archive
+    /// (boxed: most runs rotate nothing, and `Pki` travels by value).
+    pub rotations: Box<rotation::Rotations>,
 }
 
 impl Pki {
@@ -128,6 +132,7 @@ pub fn build(
     let mut ca_infos: BTreeMap<String, Arc<inspect::CertInfo>> = BTreeMap::new();
     // CAs to create: after every leaf is decided, so that the progress total is known before the first key.
     let mut new_cas = Vec::new();
+    let mut rotations = rotation::Rotations::load(store)?;
 
     for req in requests.iter().filter(|r| r.profile.usage.is_ca()) {
         if let Some(given) = cluster.provided_cas.get(req.profile.name) {
@@ -141,12 +146,15 @@ pub fn build(
             continue;
         }
         match load_ca(req, store, now)? {
-            Some((material, key, key_id)) => {
+            Some(found) => {
+                // The CA that signs this run's leaves: the one the store holds, or the incoming one from switch on.
+                let (material, key, key_id) = rotation::ca(cluster, req, store, keys, now, found, &mut rotations)?;
                 issuers.insert(req.id.clone(), issuer(&material.info, key, key_id));
                 ca_infos.insert(req.id.clone(), material.info.clone());
                 certs.insert(req.id.clone(), material);
             }
             None => {
+                rotation::nothing_to_rotate(cluster, req.profile.name)?;
                 refuse_new_ca(req, requests, store, policy)?;
                 new_cas.push(req);
             }
@@ -154,6 +162,14 @@ pub fn build(
     }
 
     let sa = service_account(cluster.key_algorithm, store, keys)?;
+    let sa = rotation::sa(cluster, store, keys, now, sa, &mut rotations)?;
+    // The CAs a switch moves away from: their leaves are reissued, not taken for forgeries.
+    let outgoing: BTreeMap<String, Arc<inspect::CertInfo>> = rotations
+        .cas
+        .iter()
+        .filter(|(_, r)| r.stage == rotation::Stage::Switch && r.entering)
+        .filter_map(|(id, r)| Some((id.clone(), r.other.as_ref()?.info.clone())))
+        .collect();
     let encryption = encryption_keys(cluster, store, keys)?;
 
     let mut external_etcd_ca = None;
@@ -184,8 +200,10 @@ pub fn build(
     fn signer(req: &CertRequest) -> &str {
         req.signer.as_deref().expect("a leaf has a signer")
     }
-    let decided =
-        in_parallel(&leaves, |req| decide(cluster, req, store, now, policy, ca_infos.get(signer(req)).map(|i| &**i)));
+    let decided = in_parallel(&leaves, |req| {
+        let cas = (ca_infos.get(signer(req)).map(|i| &**i), outgoing.get(signer(req)).map(|i| &**i));
+        decide(cluster, req, store, now, policy, cas)
+    });
     let mut work = Vec::new();
     let mut unsigned = Vec::new();
     for (req, d) in leaves.iter().zip(decided) {
@@ -237,7 +255,7 @@ pub fn build(
         let m = m?;
         certs.insert(m.request.id.clone(), m);
     }
-    Ok(Pki { certs, sa, external_etcd_ca, encryption })
+    Ok(Pki { certs, sa, external_etcd_ca, encryption, rotations: Box::new(rotations) })
 }
 
 /// `f` of every item, on every core, in the items' order. Each thread takes the next item from a shared counter
@@ -369,14 +387,15 @@ enum Decision {
 }
 
 /// One leaf: kept from the store if it still is what the spec asks, otherwise to be (re)issued, with the reasons.
-/// `ca` is its signer's certificate; `None` for a CA created in this run.
+/// `ca` is its signer's certificate; `None` for a CA created in this run. `outgoing`: the CA a rotation's switch
+/// moves away from, whose leaves are due rather than forged.
 fn decide(
     cluster: &Cluster,
     req: &CertRequest,
     store: &Store,
     now: OffsetDateTime,
     policy: &Policy,
-    ca: Option<&inspect::CertInfo>,
+    (ca, outgoing): (Option<&inspect::CertInfo>, Option<&inspect::CertInfo>),
 ) -> Result<Decision, Error> {
     let forced = policy.forces(req);
     let Some((cert_pem, key_pem, key, info)) = load_leaf(req, store)? else {
@@ -396,7 +415,12 @@ fn decide(
     // name, e.g. after bringing a new CA, is an ordinary reason to reissue, below).
     // Checked once here and handed to `differences_given`: verifying a signature is most of a rerun's work.
     let signed = (!forced && info.issuer == ca.subject).then(|| inspect::signed_by(&info.der, &ca.spki_der));
-    if signed == Some(false) {
+    // Switching a CA: a leaf of the outgoing CA (same subject, another key) is due, not forged.
+    let switching = signed == Some(false)
+        && outgoing.is_some_and(|o| info.issuer == o.subject && inspect::signed_by(&info.der, &o.spki_der));
+    if switching {
+        reasons.push(rotation::switch_reason(req.signer.as_deref().unwrap_or("CA")));
+    } else if signed == Some(false) {
         return Err(Error::new(format!(
             "{}: {} names {} as its issuer but that CA did not sign it (tampered, or from another cluster). \
              Look at how it got there; to replace it deliberately run `cargo xtask renew {}`.",
@@ -406,7 +430,8 @@ fn decide(
             req.id
         )));
     }
-    reasons.extend(differences_given(cluster, req, &info, ca, now, signed));
+    // When switching, the reason above says the signer; everything else is compared as usual.
+    reasons.extend(differences_given(cluster, req, &info, ca, now, if switching { Some(true) } else { signed }));
     if reasons.is_empty() {
         return Ok(Decision::Keep(Material {
             request: req.clone(),

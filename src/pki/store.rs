@@ -92,11 +92,15 @@ impl Store {
         }
     }
 
-    /// Every certificate in the store, as (id, PEM): `nodes/cp-1/apiserver`.
+    /// Every certificate in the store, as (id, PEM): `nodes/cp-1/apiserver`, and during a rotation the other CA
+    /// (`ca.next`, `ca.prev`). What a rotation archived is trusted nowhere and is left out.
     pub fn certificates(&self) -> Result<Vec<(String, String)>, Error> {
         let mut found = Vec::new();
         for p in crate::input::files_with_extension(&self.dir, "crt")? {
             let rel = p.strip_prefix(&self.dir).expect("below the store").to_string_lossy().into_owned();
+            if rel.starts_with(&format!("{}/", crate::layout::STORE_ARCHIVE)) {
+                continue;
+            }
             let pem = self.read(&rel)?;
             found.push((rel.trim_end_matches(".crt").to_string(), pem));
         }

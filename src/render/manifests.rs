@@ -442,7 +442,7 @@ pub fn kube_controller_manager(c: &Cluster, ca_key: bool) -> Result<StaticPod, P
     f.file("client-ca-file", layout::crt(ProfileId::Ca));
     f.owned("cluster-name", c.name.clone(), "name");
     if ca_key {
-        f.file("cluster-signing-cert-file", layout::crt(ProfileId::Ca));
+        f.file("cluster-signing-cert-file", crate::pki::rotation::signing_cert_file(c));
         f.file("cluster-signing-key-file", layout::key(ProfileId::Ca));
     } else {
         f.owned("cluster-signing-cert-file", "", EXTERNAL_CA);
