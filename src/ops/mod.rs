@@ -339,7 +339,8 @@ impl Context {
             if name != "all" && !known.contains(name.as_str()) {
                 let ca = crate::pki::profile::Profile::by_name(name).is_some_and(|p| p.usage.is_ca());
                 let why = if ca {
-                    "is a CA; kubeforge renews leaves only (a CA rotation is a deliberate, separate step)".to_string()
+                    "is a CA; kubeforge renews leaves only (a CA is rotated in stages: pki.rotation.<name>: add, then switch, then remove)"
+                        .to_string()
                 } else {
                     format!(
                         "is not a leaf certificate of this cluster (known: {})",
