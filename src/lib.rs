@@ -22,6 +22,7 @@ pub mod sealed;
 pub mod security;
 pub mod spec;
 pub mod times;
+pub mod timing;
 pub mod txn;
 pub mod versions;
 

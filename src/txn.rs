@@ -10,21 +10,27 @@
 //!   when the process dies, so a lock is never stale); a second writer is refused with the holder's pid;
 //! - `switch.lock`: held exclusively while the tree switches; read-only commands (`plan`, `check`) hold it shared
 //!   while they read, so they never see a half-switched tree and never wait on a long run's key generation;
-//! - `txn/new/<path>`: every file the run changes, written with its final mode (no sync per file);
-//! - `txn/journal`: the list of writes, removals and directory modes, made durable with one `syncfs` of the
-//!   staged files, then its own fsync and an atomic rename: **the commit point**.
+//! - `txn/new/<path>`: every file the run changes, written with its final mode (no sync per file), in directories
+//!   each made once;
+//! - `txn/journal`: the list of writes, removals, directory modes and directory moves, made durable with one
+//!   `syncfs` of the staged files, then its own fsync and an atomic rename: **the commit point**.
 //!
 //! After the commit, the staged files are renamed into place, then files that are no longer needed are removed
 //! (so removals happen only once the new tree is complete), directory modes set, one more `syncfs`, and the
-//! journal deleted. A run that stops before the commit point left OUT untouched: its `txn/` is deleted by the next
-//! run. A run that stops after it left a journal: the next run (any command) rolls it forward; every step of that
-//! is idempotent. A full disk can only stop a run before the commit point: the staged files and every directory
-//! the new tree needs are created first.
+//! journal deleted. A directory OUT does not have yet is staged whole and moved in with one rename (a first run
+//! moves `nodes/` and `pki/`; adding a node moves that node's directories): before the commit an empty directory
+//! of its name is made in OUT, and after it the staged one replaces it. A run that stops before the commit point
+//! left OUT as it was (but for those empty directories): its `txn/` and the empty directories are removed by the
+//! next run. A run that stops after it left a journal: the next run (any command) rolls it forward; every step of
+//! that is idempotent. A full disk can only stop a run before the commit point: the staged files and every
+//! directory entry the new tree needs are created first.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +68,10 @@ struct Journal {
     remove: Vec<String>,
     /// Directories (relative to OUT) and their modes.
     dir_modes: Vec<(String, u32)>,
+    /// Directories new to OUT, staged whole in `txn/new/<dir>`: each moves into place with one rename (the files
+    /// of `write` below them are not renamed one by one).
+    #[serde(default)]
+    moves: Vec<String>,
 }
 
 fn io_err(what: &Path, e: io::Error) -> Error {
@@ -229,47 +239,79 @@ fn switch_lock(out: &Path) -> Result<File, Error> {
     Ok(f)
 }
 
-/// A path of OUT that kubeforge may create: relative, `/`-separated, no `.`/`..`, and every existing ancestor a
-/// real directory (never a file or a symlink that would take a write elsewhere).
-fn check_target(out: &Path, rel: &str) -> Result<(), Error> {
-    let safe = !rel.starts_with('/') && rel.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
-    if !safe {
-        return Err(Error::new(format!("refusing to write {rel:?}: not a plain path inside OUT")));
-    }
-    let mut p = out.to_path_buf();
-    let parts: Vec<&str> = rel.split('/').collect();
-    for (i, part) in parts.iter().enumerate() {
-        p.push(part);
-        let Ok(m) = fs::symlink_metadata(&p) else { return Ok(()) };
-        let last = i + 1 == parts.len();
-        if !last && !m.is_dir() {
-            let what = if m.file_type().is_symlink() { "a symbolic link" } else { "a file" };
-            return Err(Error::new(format!(
-                "{} is {what} where kubeforge needs a directory (for {rel}); move it away and run again. Nothing was \
-                 written.",
-                p.display()
-            )));
+/// Checks the paths of OUT a transaction writes or removes: each relative, `/`-separated, no `.`/`..`, and every
+/// existing ancestor a real directory (never a file or a symlink that would take a write elsewhere). Each directory
+/// is looked at once, however many files it holds.
+#[derive(Default)]
+struct Targets {
+    /// Directories of OUT (relative) known to be real directories, and those known not to exist.
+    dirs: BTreeSet<String>,
+    missing: BTreeSet<String>,
+}
+
+impl Targets {
+    fn check(&mut self, out: &Path, rel: &str) -> Result<(), Error> {
+        let safe = !rel.starts_with('/') && rel.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+        if !safe {
+            return Err(Error::new(format!("refusing to write {rel:?}: not a plain path inside OUT")));
         }
-        if last && m.is_dir() {
-            return Err(Error::new(format!(
-                "{} is a directory where kubeforge writes a file; move it away and run again. Nothing was written.",
-                p.display()
-            )));
+        let parts: Vec<&str> = rel.split('/').collect();
+        for i in 0..parts.len() {
+            let last = i + 1 == parts.len();
+            let sub = parts[..=i].join("/");
+            if !last && self.dirs.contains(&sub) {
+                continue;
+            }
+            if self.missing.contains(&sub) {
+                return Ok(());
+            }
+            let p = out.join(&sub);
+            let Ok(m) = fs::symlink_metadata(&p) else {
+                if !last {
+                    self.missing.insert(sub);
+                }
+                return Ok(());
+            };
+            if !last && !m.is_dir() {
+                let what = if m.file_type().is_symlink() { "a symbolic link" } else { "a file" };
+                return Err(Error::new(format!(
+                    "{} is {what} where kubeforge needs a directory (for {rel}); move it away and run again. \
+                     Nothing was written.",
+                    p.display()
+                )));
+            }
+            if last && m.is_dir() {
+                return Err(Error::new(format!(
+                    "{} is a directory where kubeforge writes a file; move it away and run again. Nothing was \
+                     written.",
+                    p.display()
+                )));
+            }
+            if !last {
+                self.dirs.insert(sub);
+            }
         }
+        Ok(())
     }
-    Ok(())
+}
+
+/// The directories of `rel`'s path above it, shallowest first: `a/b/c` → `a`, `a/b`.
+fn ancestors(rel: &str) -> impl Iterator<Item = &str> {
+    rel.match_indices('/').map(move |(i, _)| &rel[..i])
 }
 
 /// Writes `changes` of `tree` into OUT as one transaction (see the module's documentation). `lock` proves the
 /// caller is the one writer.
 pub fn commit(lock: &WriteLock, tree: &Tree, changes: &Changes) -> Result<(), Error> {
     let out = &lock.out;
+    // Every directory that gets a file, for the modes below and for staging.
+    let written_dirs: BTreeSet<&str> = changes.write.iter().flat_map(|w| ancestors(w)).collect();
     let mut dir_modes: Vec<(String, u32)> = Vec::new();
     for (rel, mode) in &tree.dir_modes {
         let p = out.join(rel);
         // Only when it differs: a rerun with nothing to do changes nothing, not even a directory's ctime.
         let differs = fs::metadata(&p).map_or(true, |m| m.permissions().mode() & 0o7777 != *mode);
-        let needed = differs && (p.is_dir() || changes.write.iter().any(|w| w.starts_with(&format!("{rel}/"))));
+        let needed = differs && (p.is_dir() || written_dirs.contains(rel.as_str()));
         if needed {
             dir_modes.push((rel.clone(), *mode));
         }
@@ -277,13 +319,22 @@ pub fn commit(lock: &WriteLock, tree: &Tree, changes: &Changes) -> Result<(), Er
     if changes.write.is_empty() && changes.remove.is_empty() && dir_modes.is_empty() {
         return Ok(());
     }
+    let mut targets = Targets::default();
     for rel in changes.write.iter().chain(&changes.remove) {
-        check_target(out, rel)?;
+        targets.check(out, rel)?;
     }
-    let journal = Journal { write: changes.write.clone(), remove: changes.remove.clone(), dir_modes };
+    // Directories OUT does not have yet: the shallowest of each such subtree is staged whole and moved into place
+    // with one rename, instead of one rename per file (a first run moves `nodes/` and `pki/`, adding a node moves
+    // that node's directories).
+    let moves: Vec<String> = written_dirs
+        .iter()
+        .filter(|d| targets.missing.contains(**d) && ancestors(d).all(|a| !targets.missing.contains(a)))
+        .map(|d| d.to_string())
+        .collect();
+    let journal = Journal { write: changes.write.clone(), remove: changes.remove.clone(), dir_modes, moves };
     let txn = dir(out).join(TXN);
     let mut created = Vec::new();
-    if let Err(e) = stage(out, tree, &journal, &mut created) {
+    if let Err(e) = stage(out, tree, &journal, &written_dirs, &mut created) {
         // Before the commit point: the old tree stands. Take back what this run made.
         let _ = fs::remove_dir_all(&txn);
         for d in created.iter().rev() {
@@ -292,46 +343,62 @@ pub fn commit(lock: &WriteLock, tree: &Tree, changes: &Changes) -> Result<(), Er
         return Err(e);
     }
     // The journal is durable: from here on the new tree is what OUT holds, whatever happens.
+    crate::timing::mark("journal (commit point)");
     let switch = switch_lock(out)?;
     apply(out, &journal)?;
+    crate::timing::mark("switch");
     finish(out)?;
+    crate::timing::mark("sync and finish");
     drop(switch);
     Ok(())
 }
 
+/// The mode a directory of OUT gets when kubeforge creates it (before the umask, as `mkdir -m` does).
+fn new_dir_mode(j: &Journal, rel: &str) -> u32 {
+    j.dir_modes.iter().find(|(d, _)| d == rel).map_or(0o755, |(_, m)| *m)
+}
+
 /// Everything before the commit point: the staged files, the directories the new tree needs, one sync, the
 /// journal. `created` collects the directories made in OUT, for a rollback.
-fn stage(out: &Path, tree: &Tree, j: &Journal, created: &mut Vec<PathBuf>) -> Result<(), Error> {
+fn stage(
+    out: &Path,
+    tree: &Tree,
+    j: &Journal,
+    written_dirs: &BTreeSet<&str>,
+    created: &mut Vec<PathBuf>,
+) -> Result<(), Error> {
     let txn = dir(out).join(TXN);
     let staged = txn.join(STAGED);
     fs::DirBuilder::new().recursive(true).mode(0o700).create(&staged).map_err(|e| io_err(&staged, e))?;
-    write_staged(tree, &j.write, &staged)?;
-    // Every directory the new tree needs exists before the commit, so the switch itself needs no new space. They
-    // are listed first, so that the rollback of a run killed here removes them.
-    let mut missing: Vec<String> = Vec::new();
-    for rel in &j.write {
-        let parts: Vec<&str> = rel.split('/').collect();
-        for i in 0..parts.len() - 1 {
-            let d = parts[..=i].join("/");
-            if !missing.contains(&d) && !out.join(&d).is_dir() {
-                missing.push(d);
-            }
-        }
+    // The staged directories, parents first, each made once. Those inside a subtree that moves into OUT whole get
+    // the mode the directory will have there; the others only hold files on their way and stay private.
+    let moves: BTreeSet<&str> = j.moves.iter().map(String::as_str).collect();
+    let moving = |d: &str| moves.contains(d) || ancestors(d).any(|a| moves.contains(a));
+    for d in written_dirs {
+        let p = staged.join(d);
+        let mode = if moving(d) { new_dir_mode(j, d) } else { 0o700 };
+        point("stage").map_err(|e| io_err(&p, e))?;
+        fs::DirBuilder::new().mode(mode).create(&p).map_err(|e| io_err(&p, e))?;
     }
-    if !missing.is_empty() {
+    write_staged(tree, &j.write, &staged)?;
+    crate::timing::mark("stage files");
+    // The top directory of each moving subtree is made in OUT before the commit, empty (its entry in its parent is
+    // the only new space the switch could need), and replaced by the staged one after it. They are listed first,
+    // so that the rollback of a run killed here removes them.
+    if !j.moves.is_empty() {
         let list = txn.join(MKDIRS);
         point("mkdirs").map_err(|e| io_err(&list, e))?;
-        fs::write(&list, missing.join("\n")).map_err(|e| io_err(&list, e))?;
+        fs::write(&list, j.moves.join("\n")).map_err(|e| io_err(&list, e))?;
     }
-    let modes: std::collections::BTreeMap<&str, u32> = j.dir_modes.iter().map(|(d, m)| (d.as_str(), *m)).collect();
-    for d in &missing {
+    for d in &j.moves {
         let p = out.join(d);
-        let mode = modes.get(d.as_str()).copied().unwrap_or(0o755);
         point("mkdir").map_err(|e| io_err(&p, e))?;
-        fs::DirBuilder::new().mode(mode).create(&p).map_err(|e| io_err(&p, e))?;
+        fs::DirBuilder::new().mode(new_dir_mode(j, d)).create(&p).map_err(|e| io_err(&p, e))?;
         created.push(p);
     }
+    crate::timing::mark("make directories");
     sync(out)?;
+    crate::timing::mark("sync staged");
     let tmp = txn.join(format!("{JOURNAL}.tmp"));
     let text = serde_json::to_string(j).expect("a journal serializes");
     point("journal").map_err(|e| io_err(&tmp, e))?;
@@ -343,13 +410,25 @@ fn stage(out: &Path, tree: &Tree, j: &Journal, created: &mut Vec<PathBuf>) -> Re
     Ok(())
 }
 
-/// Writes the staged copies, several at once (no sync per file: one `syncfs` follows).
+/// The process's umask, from /proc (reading it with umask(2) would change it for every thread meanwhile).
+fn umask() -> Option<u32> {
+    static UMASK: OnceLock<Option<u32>> = OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let status = fs::read_to_string("/proc/self/status").ok()?;
+        let v = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        u32::from_str_radix(v.trim(), 8).ok()
+    })
+}
+
+/// Writes the staged copies into their (existing) directories, several at once (no sync per file: one `syncfs`
+/// follows).
 fn write_staged(tree: &Tree, paths: &[String], staged: &Path) -> Result<(), Error> {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
     let errors: Mutex<Vec<(usize, Error)>> = Mutex::new(Vec::new());
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8).min(paths.len().max(1));
+    let umask = umask();
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
@@ -359,13 +438,12 @@ fn write_staged(tree: &Tree, paths: &[String], staged: &Path) -> Result<(), Erro
                     let entry = &tree.files[rel];
                     let path = staged.join(rel);
                     let r = (|| {
-                        if let Some(d) = path.parent() {
-                            fs::DirBuilder::new().recursive(true).mode(0o700).create(d)?;
-                        }
                         point("stage")?;
                         let mut f = OpenOptions::new().write(true).create_new(true).mode(entry.mode).open(&path)?;
                         // The umask may have narrowed the mode given to open(); set it exactly.
-                        f.set_permissions(fs::Permissions::from_mode(entry.mode))?;
+                        if umask.is_none_or(|u| entry.mode & u != 0) {
+                            f.set_permissions(fs::Permissions::from_mode(entry.mode))?;
+                        }
                         f.write_all(&entry.bytes)
                     })();
                     if let Err(e) = r {
@@ -382,20 +460,59 @@ fn write_staged(tree: &Tree, paths: &[String], staged: &Path) -> Result<(), Erro
     }
 }
 
+/// Puts the staged directory `from` in place of `to`: one rename over the empty directory made before the commit;
+/// if something else appeared there meanwhile, file by file into it.
+fn move_dir(from: &Path, to: &Path) -> Result<(), Error> {
+    point("move").map_err(|e| io_err(to, e))?;
+    match fs::rename(from, to) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !from.exists() => return Ok(()),
+        Err(_) => {}
+    }
+    fs::create_dir_all(to).map_err(|e| io_err(to, e))?;
+    for e in fs::read_dir(from).map_err(|e| io_err(from, e))? {
+        let e = e.map_err(|e| io_err(from, e))?;
+        let (f, t) = (e.path(), to.join(e.file_name()));
+        if e.file_type().map_err(|e| io_err(&f, e))?.is_dir() {
+            move_dir(&f, &t)?;
+        } else {
+            fs::rename(&f, &t).map_err(|e| io_err(&t, e))?;
+        }
+    }
+    let _ = fs::remove_dir(from);
+    Ok(())
+}
+
 /// After the commit point (also when rolling forward an interrupted run): every step idempotent.
 fn apply(out: &Path, j: &Journal) -> Result<(), Error> {
     let staged = dir(out).join(TXN).join(STAGED);
+    let moves: BTreeSet<&str> = j.moves.iter().map(String::as_str).collect();
+    for d in &moves {
+        let from = staged.join(d);
+        if from.exists() {
+            move_dir(&from, &out.join(d))?;
+        }
+    }
     for rel in &j.write {
+        if ancestors(rel).any(|a| moves.contains(a)) {
+            continue; // moved with its directory
+        }
         let from = staged.join(rel);
         let to = out.join(rel);
-        if !from.exists() {
-            continue; // renamed by the run that was interrupted
-        }
-        if let Some(d) = to.parent() {
-            fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
-        }
         point("rename").map_err(|e| io_err(&to, e))?;
-        fs::rename(&from, &to).map_err(|e| io_err(&to, e))?;
+        match fs::rename(&from, &to) {
+            Ok(()) => {}
+            // Renamed by the run that was interrupted.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !from.exists() => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Its directory went missing since the staging (an older journal, or someone removed it).
+                if let Some(d) = to.parent() {
+                    fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
+                }
+                fs::rename(&from, &to).map_err(|e| io_err(&to, e))?;
+            }
+            Err(e) => return Err(io_err(&to, e)),
+        }
     }
     for rel in &j.remove {
         let path = out.join(rel);

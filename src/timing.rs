@@ -1,0 +1,29 @@
+//! Phase timings for the benchmark: with `KUBEFORGE_TIMINGS` set, each phase of a run prints to stderr how far into
+//! the run it ended, in wall-clock and process CPU time (all threads), so that `cargo xtask bench` can say what
+//! bounds each figure. Unset (always, outside the bench), a mark is one check of a cached flag.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// The prefix of each line, for the bench to find them.
+pub const PREFIX: &str = "kubeforge-timing";
+
+fn start() -> Option<&'static Instant> {
+    static START: OnceLock<Option<Instant>> = OnceLock::new();
+    START.get_or_init(|| std::env::var_os("KUBEFORGE_TIMINGS").map(|_| Instant::now())).as_ref()
+}
+
+/// The process's CPU time so far (user + system, every thread), in milliseconds.
+fn cpu_ms() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec, which `ts` is, and reads nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+}
+
+/// Ends the phase `what`: `kubeforge-timing WALL_MS CPU_MS what`.
+pub fn mark(what: &str) {
+    if let Some(s) = start() {
+        eprintln!("{PREFIX} {:.1} {:.1} {what}", s.elapsed().as_secs_f64() * 1e3, cpu_ms());
+    }
+}
