@@ -17,6 +17,25 @@ fn main() {
     let rows = parse(&text).unwrap_or_else(|e| panic!("{TABLE}: {e}"));
     let out = Path::new(&std::env::var("OUT_DIR").unwrap()).join("profiles.rs");
     std::fs::write(&out, generate(&rows)).unwrap();
+    verify_code_id();
+}
+
+/// The code whose results `src/pki/verified.rs` records (the certificate parser, the key reader, the record's
+/// format, and the crates they use, through Cargo.lock), as one hash: a record from other code is not trusted.
+fn verify_code_id() {
+    const SOURCES: [&str; 4] = ["src/pki/inspect.rs", "src/pki/keys.rs", "src/pki/verified.rs", "Cargo.lock"];
+    // FNV-1a, 64 bits: this tells builds apart, it is not a defence (the record is authenticated separately).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for f in SOURCES {
+        println!("cargo::rerun-if-changed={f}");
+        // Cargo.lock may be absent in a packaged crate: that build then has its own id all the same.
+        let bytes = std::fs::read(f).unwrap_or_default();
+        for b in f.bytes().chain([0]).chain(bytes).chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    println!("cargo::rustc-env=KUBEFORGE_VERIFY_CODE_ID={}-{h:016x}", std::env::var("CARGO_PKG_VERSION").unwrap());
 }
 
 struct Row {

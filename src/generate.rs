@@ -45,15 +45,39 @@ pub fn generate_with(
     sealing: Option<&Sealing>,
     progress: Option<&dyn pki::Progress>,
 ) -> Result<Generated, Error> {
+    let mut g = generate_unindexed(cluster, store, keys, now, policy, sealing, progress, None)?;
+    index(&mut g.tree, cluster);
+    Ok(g)
+}
+
+/// [`generate_with`] but for index.json, which lists every other file: a caller that writes can stage the files
+/// and release their bytes before it renders the index ([`index`]), so that it never holds both; with `settle`,
+/// each node's files as soon as they are rendered ([`files_with`]; not with `sealing`, which needs every secret's
+/// bytes afterwards).
+pub fn generate_unindexed(
+    cluster: &Cluster,
+    store: &Store,
+    keys: &KeySource,
+    now: OffsetDateTime,
+    policy: &Policy,
+    sealing: Option<&Sealing>,
+    progress: Option<&dyn pki::Progress>,
+    settle: Option<&Settle<'_>>,
+) -> Result<Generated, Error> {
     let requests = plan::requests(cluster);
+    crate::timing::mark("certificate requests");
     let pki = pki::build(cluster, &requests, store, keys, now, policy, progress)?;
-    let mut tree = files(cluster, &pki)?;
+    crate::timing::mark("leaves");
+    let mut tree = files_with(cluster, &pki, settle.filter(|_| sealing.is_none()))?;
+    read_from_store(&mut tree, &pki, store);
+    crate::timing::mark("render");
     inventory(&mut tree, cluster, &pki);
+    crate::timing::mark("inventory");
     if let Some(s) = sealing {
         seal(&mut tree, s)?;
     }
     gitignore(&mut tree);
-    index(&mut tree, cluster);
+    crate::timing::mark("seal and gitignore");
     Ok(Generated { tree, pki })
 }
 
@@ -63,6 +87,16 @@ fn cert_ref(m: &Material) -> CertRef {
 
 /// Every file of the cluster with its metadata: the store, each node's bundle, the operator's files.
 pub fn files(cluster: &Cluster, pki: &Pki) -> Result<Tree, Error> {
+    files_with(cluster, pki, None)
+}
+
+/// What a caller may do with each node's files as soon as they are rendered, on the rendering thread (compare them
+/// with OUT, stage and release them: at 10,000 nodes the node bundles are 100 MB, never all held at once).
+pub type Settle<'a> = dyn Fn(&mut Tree) -> Result<(), Error> + Sync + 'a;
+
+/// [`files`], with each node's files handed to `settle` as soon as they are rendered; its first error (in node
+/// order) is the result.
+pub fn files_with(cluster: &Cluster, pki: &Pki, settle: Option<&Settle<'_>>) -> Result<Tree, Error> {
     let mut tree = Tree::default();
     tree.dir_modes.insert(layout::STORE.into(), 0o700);
 
@@ -86,95 +120,67 @@ pub fn files(cluster: &Cluster, pki: &Pki) -> Result<Tree, Error> {
     let ca_bundle = pki.ca_bundle(&ca.request.id);
     let encryption_config = encryption_config(cluster, pki);
 
-    for (i, node) in cluster.nodes.iter().enumerate() {
-        let cp = node.is_control_plane();
-        let path = |dest: &str| layout::node_file(&node.name, dest);
-        if cp {
-            tree.dir_modes.insert(path(layout::MANIFESTS_DIR), 0o700);
+    // Each node's own certificates, and the cluster's, found once rather than by scanning every certificate for
+    // every node (at 1,000 nodes that scan alone took longer than rendering).
+    let mut own: Vec<Vec<&Material>> = vec![Vec::new(); cluster.nodes.len()];
+    let mut shared: Vec<&Material> = Vec::new();
+    for m in pki.certs.values() {
+        let p = m.request.profile;
+        if !matches!(p.install, Install::Files(_)) {
+            continue;
         }
-        // dest -> uses, collected as the files that name them are built.
-        let mut uses: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        match (p.scope, m.request.node) {
+            (Scope::Cluster, _) => shared.push(m),
+            (Scope::ControlPlane | Scope::Node, Some(i)) => own[i].push(m),
+            (Scope::ControlPlane | Scope::Node, None) => {}
+        }
+    }
 
-        for m in pki.certs.values() {
-            let p = m.request.profile;
-            let Install::Files(_) = p.install else { continue };
-            let mine = match p.scope {
-                Scope::Cluster => true,
-                Scope::ControlPlane | Scope::Node => m.request.node == Some(i),
-            };
-            if !mine {
-                continue;
+    // Every node's files, rendered on every core (a node's files depend on nothing another node renders), then
+    // put together in one tree.
+    let shared = &shared;
+    let inputs = NodeInputs {
+        cluster,
+        pki,
+        shared,
+        ca,
+        ca_bundle: &ca_bundle,
+        encryption_config: &encryption_config,
+        kubelet_bodies: Default::default(),
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(cluster.nodes.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let per_node: Vec<(usize, Result<Tree, Error>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (inputs, own, next) = (&inputs, &own, &next);
+                s.spawn(move || {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(node) = cluster.nodes.get(i) else { break };
+                        let t = node_files(inputs, node, &own[i]).and_then(|mut t| {
+                            settle.map_or(Ok(()), |f| f(&mut t))?;
+                            Ok(t)
+                        });
+                        done.push((i, t));
+                    }
+                    done
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("rendering thread panicked")).collect()
+    });
+    let mut per_node: Vec<(usize, Tree)> =
+        per_node.into_iter().map(|(i, t)| t.map(|t| (i, t))).collect::<Result<_, _>>()?;
+    per_node.sort_by_key(|(i, _)| *i);
+    for (_, t) in per_node {
+        tree.dir_modes.extend(t.dir_modes);
+        for (path, entry) in t.files {
+            if tree.files.contains_key(&path) {
+                panic!("{path} is produced twice");
             }
-            // A worker gets the cluster CA's certificate and its own leaves, nothing else.
-            let ca_cert_only = !cp && p.scope == Scope::Cluster;
-            if ca_cert_only && p.id != ProfileId::Ca {
-                continue;
-            }
-            let (crt, key) = layout::cert_files(p.id).expect("installed as files");
-            let (kind, pem) = if p.usage.is_ca() {
-                (Kind::CaCert, pki.ca_file_pem(&m.request.id))
-            } else {
-                (Kind::Cert, m.cert_pem.clone())
-            };
-            tree.add(path(&crt), pem, kind).cert = Some(cert_ref(m));
-            if let (false, Some(k)) = (ca_cert_only, &m.key_pem) {
-                tree.add(path(&key), k.clone(), Kind::Key);
-            }
-        }
-        if cp {
-            tree.add(path(layout::SA_KEY), pki.sa.key_pem.clone(), Kind::Key);
-            tree.add(path(layout::SA_PUB), pki.sa_pub_file(), Kind::PublicKey);
-            if pki.ca_rotating(&ca.request.id) {
-                // ca.crt holds two certificates; the controller-manager signs with one (its pair is ca.key).
-                tree.add(path(layout::CA_SIGNING_CRT), ca.cert_pem.clone(), Kind::CaCert).cert = Some(cert_ref(ca));
-            }
-        }
-        for k in layout::kubeconfigs().filter(|k| cp || k.on_workers()) {
-            let p = k.profile;
-            let id = plan::store_id(p, (p.scope != Scope::Cluster).then_some(node.name.as_str()));
-            let client = pki.get(&id);
-            let server = server_url(cluster, k.server, Some(node));
-            let text = render_kubeconfig(cluster, &server, &ca_bundle, client);
-            tree.add(path(&k.dest()), text, Kind::Kubeconfig).cert = Some(cert_ref(client));
-        }
-
-        // Rendering was checked with the spec (`render::check`); a problem here would be a bug, still reported.
-        let spec_problem = |p: crate::spec::Problem| Error::new(format!("{}: {}", p.path, p.message));
-        let kubelet = crate::render::kubelet::config(cluster, node).map_err(spec_problem)?;
-        tree.add(path(layout::KUBELET_CONFIG), kubelet.text, Kind::KubeletConfig);
-        tree.add(path(layout::KUBELET_FLAGS), crate::render::kubelet::flags_env(cluster, node), Kind::KubeletFlags);
-        let kubelet_uses = kubelet.uses;
-
-        if cp {
-            if cluster.security.audit.is_some() {
-                let text = finish(crate::render::AuditPolicy.render().expect("audit policy template"));
-                tree.add(path(layout::AUDIT_POLICY), text, Kind::AuditPolicy);
-            }
-            if let Some(text) = &encryption_config {
-                tree.add(path(layout::ENCRYPTION_CONFIG), text.clone(), Kind::EncryptionConfig);
-            }
-            if let Some((pem, info)) = &pki.external_etcd_ca {
-                tree.add(path(layout::EXTERNAL_ETCD_CA), pem.clone(), Kind::CaCert).cert =
-                    Some(CertRef { profile: None, info: info.clone() });
-            }
-            for pod in manifests::pods(cluster, node, ca.key_pem.is_some()).map_err(spec_problem)? {
-                for (dest, u) in &pod.uses {
-                    uses.entry(dest.clone()).or_default().push(u.clone());
-                }
-                tree.add(path(&layout::manifest(pod.name)), pod.text, Kind::Manifest);
-            }
-        }
-        for (dest, u) in kubelet_uses {
-            uses.entry(dest).or_default().push(u);
-        }
-        let prefix = path("/");
-        for (rel, entry) in tree.files.range_mut(prefix.clone()..) {
-            let Some(rest) = rel.strip_prefix(&prefix) else { break };
-            let dest = format!("/{rest}");
-            if let Some(u) = uses.get(&dest) {
-                entry.used_by.extend(u.iter().cloned());
-            }
-            entry.used_by.extend(layout::agent_uses(&dest).map(str::to_string));
+            tree.files.insert(path, entry);
         }
     }
 
@@ -192,6 +198,146 @@ pub fn files(cluster: &Cluster, pki: &Pki) -> Result<Tree, Error> {
         .used_by
         .push("kubectl apply, once, with super-admin.conf".into());
     Ok(tree)
+}
+
+/// What every node's files are made from.
+struct NodeInputs<'a> {
+    cluster: &'a Cluster,
+    pki: &'a Pki,
+    /// The cluster's certificates installed as files (the CAs and the cluster-wide leaves).
+    shared: &'a [&'a Material],
+    ca: &'a Material,
+    ca_bundle: &'a str,
+    encryption_config: &'a Option<String>,
+    /// Kubelet configurations rendered so far in this run, by what they depend on besides the cluster.
+    kubelet_bodies: KubeletBodies,
+}
+
+type KubeletBodies =
+    std::sync::Mutex<std::collections::HashMap<crate::render::kubelet::NodeInputs, crate::render::kubelet::Config>>;
+
+/// The files of `node` (its bundle, `nodes/<name>/...`), with the directories whose mode matters.
+fn node_files(inputs: &NodeInputs<'_>, node: &crate::spec::Node, own: &[&Material]) -> Result<Tree, Error> {
+    let NodeInputs { cluster, pki, shared, ca, ca_bundle, encryption_config, ref kubelet_bodies } = *inputs;
+    let mut tree = Tree::default();
+    let cp = node.is_control_plane();
+    let path = |dest: &str| layout::node_file(&node.name, dest);
+    if cp {
+        tree.dir_modes.insert(path(layout::MANIFESTS_DIR), 0o700);
+    }
+    // dest -> uses, collected as the files that name them are built.
+    let mut uses: BTreeMap<String, Vec<String>> = BTreeMap::new();
+
+    for m in shared.iter().chain(own) {
+        let p = m.request.profile;
+        // A worker gets the cluster CA's certificate and its own leaves, nothing else.
+        let ca_cert_only = !cp && p.scope == Scope::Cluster;
+        if ca_cert_only && p.id != ProfileId::Ca {
+            continue;
+        }
+        let (crt, key) = layout::cert_files(p.id).expect("installed as files");
+        let (kind, pem) = if p.usage.is_ca() {
+            (Kind::CaCert, pki.ca_file_pem(&m.request.id))
+        } else {
+            (Kind::Cert, m.cert_pem.clone())
+        };
+        tree.add(path(&crt), pem, kind).cert = Some(cert_ref(m));
+        if let (false, Some(k)) = (ca_cert_only, &m.key_pem) {
+            tree.add(path(&key), k.clone(), Kind::Key);
+        }
+    }
+    if cp {
+        tree.add(path(layout::SA_KEY), pki.sa.key_pem.clone(), Kind::Key);
+        tree.add(path(layout::SA_PUB), pki.sa_pub_file(), Kind::PublicKey);
+        if pki.ca_rotating(&ca.request.id) {
+            // ca.crt holds two certificates; the controller-manager signs with one (its pair is ca.key).
+            tree.add(path(layout::CA_SIGNING_CRT), ca.cert_pem.clone(), Kind::CaCert).cert = Some(cert_ref(ca));
+        }
+    }
+    for k in layout::kubeconfigs().filter(|k| cp || k.on_workers()) {
+        let p = k.profile;
+        let id = plan::store_id(p, (p.scope != Scope::Cluster).then_some(node.name.as_str()));
+        let client = pki.get(&id);
+        let server = server_url(cluster, k.server, Some(node));
+        let text = render_kubeconfig(cluster, &server, ca_bundle, client);
+        tree.add(path(&k.dest()), text, Kind::Kubeconfig).cert = Some(cert_ref(client));
+    }
+
+    // Rendering was checked with the spec (`render::check`); a problem here would be a bug, still reported.
+    let spec_problem = |p: crate::spec::Problem| Error::new(format!("{}: {}", p.path, p.message));
+    // The kubelet's configuration is rendered once per distinct input (every worker usually shares one), each node
+    // adding its header.
+    let kubelet = {
+        use crate::render::kubelet;
+        let key = kubelet::NodeInputs::of(node);
+        let cached = kubelet_bodies.lock().expect("no renderer panics holding it").get(&key).cloned();
+        let body = match cached {
+            Some(body) => body,
+            None => {
+                let body = kubelet::body(cluster, &key).map_err(spec_problem)?;
+                kubelet_bodies.lock().expect("no renderer panics holding it").insert(key, body.clone());
+                body
+            }
+        };
+        kubelet::Config { text: kubelet::with_header(node, &body.text), ..body }
+    };
+    tree.add(path(layout::KUBELET_CONFIG), kubelet.text, Kind::KubeletConfig);
+    tree.add(path(layout::KUBELET_FLAGS), crate::render::kubelet::flags_env(cluster, node), Kind::KubeletFlags);
+    let kubelet_uses = kubelet.uses;
+
+    if cp {
+        if cluster.security.audit.is_some() {
+            let text = finish(crate::render::AuditPolicy.render().expect("audit policy template"));
+            tree.add(path(layout::AUDIT_POLICY), text, Kind::AuditPolicy);
+        }
+        if let Some(text) = encryption_config {
+            tree.add(path(layout::ENCRYPTION_CONFIG), text.clone(), Kind::EncryptionConfig);
+        }
+        if let Some((pem, info)) = &pki.external_etcd_ca {
+            tree.add(path(layout::EXTERNAL_ETCD_CA), pem.clone(), Kind::CaCert).cert =
+                Some(CertRef { profile: None, info: info.clone() });
+        }
+        for pod in manifests::pods(cluster, node, ca.key_pem.is_some()).map_err(spec_problem)? {
+            for (dest, u) in &pod.uses {
+                uses.entry(dest.clone()).or_default().push(u.clone());
+            }
+            tree.add(path(&layout::manifest(pod.name)), pod.text, Kind::Manifest);
+        }
+    }
+    for (dest, u) in kubelet_uses {
+        uses.entry(dest).or_default().push(u);
+    }
+    let prefix = path("/");
+    for (rel, entry) in tree.files.range_mut(prefix.clone()..) {
+        let Some(rest) = rel.strip_prefix(&prefix) else { break };
+        let dest = format!("/{rest}");
+        if let Some(u) = uses.get(&dest) {
+            entry.used_by.extend(u.iter().cloned());
+        }
+        entry.used_by.extend(layout::agent_uses(&dest).map(str::to_string));
+    }
+    Ok(tree)
+}
+
+/// Marks the store's files whose bytes this run read from them, unchanged, so that comparing the tree with OUT
+/// does not read them a second time: the leaves it keeps (`pki::build` reads each from `<id>.crt` and `<id>.key`
+/// and keeps those very bytes). Not the CAs or the service-account key: a few files, whose material may come from
+/// elsewhere (`pki.cas`, a rotation).
+fn read_from_store(tree: &mut Tree, pki: &Pki, store: &Store) {
+    let mut mark = |rel: String| {
+        if store.read_from_disk(&rel)
+            && let Some(e) = tree.files.get_mut(&layout::in_store(&rel))
+        {
+            e.read_from = true;
+        }
+    };
+    for (id, m) in &pki.certs {
+        if m.origin != pki::Origin::Kept || m.request.profile.usage.is_ca() {
+            continue;
+        }
+        mark(layout::store_crt(id));
+        mark(layout::store_key(id));
+    }
 }
 
 /// The EncryptionConfiguration every control-plane node gets, if Secrets are encrypted at rest.
@@ -306,6 +452,7 @@ fn directories(cluster: &Cluster) -> Vec<crate::index::DirEntry> {
 
 /// index.json: the last pass, over everything else.
 pub fn index(tree: &mut Tree, cluster: &Cluster) {
-    let index = crate::index::build(cluster, tree, directories(cluster));
-    tree.add(layout::INDEX, crate::index::to_json(&index), Kind::Index);
+    let text = crate::index::render(cluster, tree, &directories(cluster));
+    tree.add(layout::INDEX, text, Kind::Index);
+    crate::timing::mark("index");
 }

@@ -415,7 +415,7 @@ pub struct Node {
 }
 
 /// A taint the kubelet registers its node with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Taint {
     pub key: String,
     pub value: String,

@@ -25,6 +25,19 @@ pub fn parse_instant(s: &str) -> Option<OffsetDateTime> {
 /// `2026-01-01T00:00:00Z`: RFC 3339 in UTC, whole seconds (index.json, JSON reports, messages).
 pub fn rfc3339(t: OffsetDateTime) -> String {
     let t = t.to_offset(UtcOffset::UTC).replace_nanosecond(0).expect("0 is a valid nanosecond");
+    // What `format(&Rfc3339)` writes for a UTC instant without fractions, written directly: the index formats
+    // two dates per certificate it lists, thousands of them.
+    if (0..=9999).contains(&t.year()) {
+        return format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+    }
     t.format(&Rfc3339).unwrap_or_else(|_| format!("{t}"))
 }
 
@@ -121,6 +134,17 @@ mod tests {
         ] {
             assert_eq!(parse_instant(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn rfc3339_writes_what_the_time_crate_writes() {
+        let mut t = parse_instant("1950-01-01T00:00:00Z").unwrap();
+        let end = parse_instant("9999-12-31T23:59:59Z").unwrap();
+        while let Some(next) = t.checked_add(time::Duration::seconds(86_400 * 97 + 3_671)).filter(|n| *n < end) {
+            assert_eq!(rfc3339(t), t.format(&Rfc3339).unwrap());
+            t = next;
+        }
+        assert_eq!(rfc3339(end), "9999-12-31T23:59:59Z");
     }
 
     #[test]

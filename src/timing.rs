@@ -1,6 +1,6 @@
 //! Phase timings for the benchmark: with `KUBEFORGE_TIMINGS` set, each phase of a run prints to stderr how far into
-//! the run it ended, in wall-clock and process CPU time (all threads), so that `cargo xtask bench` can say what
-//! bounds each figure. Unset (always, outside the bench), a mark is one check of a cached flag.
+//! the run it ended, in wall-clock and process CPU time (all threads), and the memory resident then, so that
+//! `cargo xtask bench` can say what bounds each figure. Unset (always, outside the bench), a mark is one check of a cached flag.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -21,9 +21,19 @@ fn cpu_ms() -> f64 {
     ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
 }
 
-/// Ends the phase `what`: `kubeforge-timing WALL_MS CPU_MS what`.
+/// The process's resident memory now, in MB (`VmRSS`).
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok());
+    kb.unwrap_or(0.0) / 1024.0
+}
+
+/// Ends the phase `what`: `kubeforge-timing WALL_MS CPU_MS RSS_MB what`.
 pub fn mark(what: &str) {
     if let Some(s) = start() {
-        eprintln!("{PREFIX} {:.1} {:.1} {what}", s.elapsed().as_secs_f64() * 1e3, cpu_ms());
+        eprintln!("{PREFIX} {:.1} {:.1} {:.0} {what}", s.elapsed().as_secs_f64() * 1e3, cpu_ms(), rss_mb());
     }
 }

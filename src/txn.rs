@@ -303,85 +303,167 @@ fn ancestors(rel: &str) -> impl Iterator<Item = &str> {
 /// Writes `changes` of `tree` into OUT as one transaction (see the module's documentation). `lock` proves the
 /// caller is the one writer.
 pub fn commit(lock: &WriteLock, tree: &Tree, changes: &Changes) -> Result<(), Error> {
-    let out = &lock.out;
-    // Every directory that gets a file, for the modes below and for staging.
-    let written_dirs: BTreeSet<&str> = changes.write.iter().flat_map(|w| ancestors(w)).collect();
-    let mut dir_modes: Vec<(String, u32)> = Vec::new();
-    for (rel, mode) in &tree.dir_modes {
-        let p = out.join(rel);
-        // Only when it differs: a rerun with nothing to do changes nothing, not even a directory's ctime.
-        let differs = fs::metadata(&p).map_or(true, |m| m.permissions().mode() & 0o7777 != *mode);
-        let needed = differs && (p.is_dir() || written_dirs.contains(rel.as_str()));
-        if needed {
-            dir_modes.push((rel.clone(), *mode));
+    Staging::new(lock).commit(tree, changes)
+}
+
+/// A transaction being prepared: files staged under `txn/new`, in one round or several (a run stages the nodes'
+/// files before it renders the index that lists them, so that it never holds both), then committed. Dropped
+/// without [`Staging::commit`], what it staged is removed: OUT never saw any of it.
+pub struct Staging<'a> {
+    lock: &'a WriteLock,
+    targets: Targets,
+    /// Directories made under `txn/new` so far, relative to OUT.
+    dirs: BTreeSet<String>,
+    /// Files staged so far.
+    staged: BTreeSet<String>,
+    /// Whether `txn/new` has been made (at the first file: a run with nothing to write makes nothing).
+    begun: bool,
+    /// Whether the journal has been written (from then on, the transaction is OUT's, never rolled back).
+    committed: bool,
+}
+
+impl<'a> Staging<'a> {
+    pub fn new(lock: &'a WriteLock) -> Staging<'a> {
+        Staging {
+            lock,
+            targets: Targets::default(),
+            dirs: BTreeSet::new(),
+            staged: BTreeSet::new(),
+            begun: false,
+            committed: false,
         }
     }
-    if changes.write.is_empty() && changes.remove.is_empty() && dir_modes.is_empty() {
-        return Ok(());
+
+    /// Writes the staged copies of `paths` of `tree` (with their final modes, no sync: one `syncfs` follows).
+    pub fn stage(&mut self, tree: &Tree, paths: &[String]) -> Result<(), Error> {
+        let (paths, staged) = self.reserve(tree, paths)?;
+        write_staged(tree, &paths, &staged)
     }
-    let mut targets = Targets::default();
-    for rel in changes.write.iter().chain(&changes.remove) {
-        targets.check(out, rel)?;
+
+    /// [`Staging::stage`] from several threads at once: the bookkeeping and the directories under the lock, the
+    /// files (most of the work) outside it.
+    pub fn stage_shared(
+        shared: &std::sync::Mutex<Option<&mut Staging<'_>>>,
+        tree: &Tree,
+        paths: &[String],
+    ) -> Result<(), Error> {
+        let reserved = match shared.lock().expect("no stager panics holding it").as_mut() {
+            Some(staging) => staging.reserve(tree, paths)?,
+            None => return Ok(()),
+        };
+        write_staged(tree, &reserved.0, &reserved.1)
     }
-    // Directories OUT does not have yet: the shallowest of each such subtree is staged whole and moved into place
-    // with one rename, instead of one rename per file (a first run moves `nodes/` and `pki/`, adding a node moves
-    // that node's directories).
-    let moves: Vec<String> = written_dirs
-        .iter()
-        .filter(|d| targets.missing.contains(**d) && ancestors(d).all(|a| !targets.missing.contains(a)))
-        .map(|d| d.to_string())
-        .collect();
-    let journal = Journal { write: changes.write.clone(), remove: changes.remove.clone(), dir_modes, moves };
-    let txn = dir(out).join(TXN);
-    let mut created = Vec::new();
-    if let Err(e) = stage(out, tree, &journal, &written_dirs, &mut created) {
-        // Before the commit point: the old tree stands. Take back what this run made.
-        let _ = fs::remove_dir_all(&txn);
-        for d in created.iter().rev() {
-            let _ = fs::remove_dir(d);
+
+    /// Checks `paths`, makes the staged directories they need and counts them as staged; returns the ones not
+    /// staged before, to be written by the caller, and the staging directory.
+    fn reserve(&mut self, tree: &Tree, paths: &[String]) -> Result<(Vec<String>, PathBuf), Error> {
+        let out = &self.lock.out;
+        let staged = dir(out).join(TXN).join(STAGED);
+        let paths: Vec<String> = paths.iter().filter(|p| !self.staged.contains(*p)).cloned().collect();
+        if paths.is_empty() {
+            return Ok((paths, staged));
         }
-        return Err(e);
+        for rel in &paths {
+            self.targets.check(out, rel)?;
+        }
+        if !self.begun {
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(&staged).map_err(|e| io_err(&staged, e))?;
+            self.begun = true;
+        }
+        // Each directory made once, parents first. One OUT does not have yet moves in whole after the commit, so it
+        // gets the mode it will have there; the others only hold files on their way and stay private.
+        let new_dirs: BTreeSet<&str> =
+            paths.iter().flat_map(|w| ancestors(w)).filter(|d| !self.dirs.contains(*d)).collect();
+        for d in new_dirs {
+            let p = staged.join(d);
+            let mode = if self.targets.missing.contains(d) { new_dir_mode(tree, d) } else { 0o700 };
+            point("stage").map_err(|e| io_err(&p, e))?;
+            fs::DirBuilder::new().mode(mode).create(&p).map_err(|e| io_err(&p, e))?;
+            self.dirs.insert(d.to_string());
+        }
+        self.staged.extend(paths.iter().cloned());
+        Ok((paths, staged))
     }
-    // The journal is durable: from here on the new tree is what OUT holds, whatever happens.
-    crate::timing::mark("journal (commit point)");
-    let switch = switch_lock(out)?;
-    apply(out, &journal)?;
-    crate::timing::mark("switch");
-    finish(out)?;
-    crate::timing::mark("sync and finish");
-    drop(switch);
-    Ok(())
+
+    /// Stages what `changes` writes and is not staged yet, then commits: the directories the new tree needs, one
+    /// sync, the journal (the commit point), the switch, one more sync.
+    pub fn commit(mut self, tree: &Tree, changes: &Changes) -> Result<(), Error> {
+        let out = self.lock.out.clone();
+        // Every directory that gets a file, for the modes below and for the moves.
+        let written_dirs: BTreeSet<&str> = changes.write.iter().flat_map(|w| ancestors(w)).collect();
+        let mut dir_modes: Vec<(String, u32)> = Vec::new();
+        for (rel, mode) in &tree.dir_modes {
+            let p = out.join(rel);
+            // Only when it differs: a rerun with nothing to do changes nothing, not even a directory's ctime.
+            let differs = fs::metadata(&p).map_or(true, |m| m.permissions().mode() & 0o7777 != *mode);
+            let needed = differs && (p.is_dir() || written_dirs.contains(rel.as_str()));
+            if needed {
+                dir_modes.push((rel.clone(), *mode));
+            }
+        }
+        if changes.write.is_empty() && changes.remove.is_empty() && dir_modes.is_empty() {
+            return Ok(());
+        }
+        self.stage(tree, &changes.write)?;
+        if !self.begun {
+            // Removals or directory modes alone: the journal still needs its directory.
+            let staged = dir(&out).join(TXN).join(STAGED);
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(&staged).map_err(|e| io_err(&staged, e))?;
+            self.begun = true;
+        }
+        for rel in &changes.remove {
+            self.targets.check(&out, rel)?;
+        }
+        // Directories OUT does not have yet: the shallowest of each such subtree is staged whole and moved into
+        // place with one rename, instead of one rename per file (a first run moves `nodes/` and `pki/`, adding a
+        // node moves that node's directories).
+        let missing = &self.targets.missing;
+        let moves: Vec<String> = written_dirs
+            .iter()
+            .filter(|d| missing.contains(**d) && ancestors(d).all(|a| !missing.contains(a)))
+            .map(|d| d.to_string())
+            .collect();
+        let journal = Journal { write: changes.write.clone(), remove: changes.remove.clone(), dir_modes, moves };
+        let mut created = Vec::new();
+        if let Err(e) = seal(&out, tree, &journal, &mut created) {
+            // Before the commit point: the old tree stands. Take back what this run made.
+            for d in created.iter().rev() {
+                let _ = fs::remove_dir(d);
+            }
+            return Err(e);
+        }
+        self.committed = true;
+        // The journal is durable: from here on the new tree is what OUT holds, whatever happens.
+        crate::timing::mark("journal (commit point)");
+        let switch = switch_lock(&out)?;
+        apply(&out, &journal)?;
+        crate::timing::mark("switch");
+        finish(&out)?;
+        crate::timing::mark("sync and finish");
+        drop(switch);
+        Ok(())
+    }
+}
+
+impl Drop for Staging<'_> {
+    fn drop(&mut self) {
+        if self.begun && !self.committed {
+            // Before the commit point: nothing of it is OUT's.
+            let _ = fs::remove_dir_all(dir(&self.lock.out).join(TXN));
+        }
+    }
 }
 
 /// The mode a directory of OUT gets when kubeforge creates it (before the umask, as `mkdir -m` does).
-fn new_dir_mode(j: &Journal, rel: &str) -> u32 {
-    j.dir_modes.iter().find(|(d, _)| d == rel).map_or(0o755, |(_, m)| *m)
+fn new_dir_mode(tree: &Tree, rel: &str) -> u32 {
+    tree.dir_modes.get(rel).copied().unwrap_or(0o755)
 }
 
-/// Everything before the commit point: the staged files, the directories the new tree needs, one sync, the
+/// Everything between the staged files and the commit point: the directories the new tree needs, one sync, the
 /// journal. `created` collects the directories made in OUT, for a rollback.
-fn stage(
-    out: &Path,
-    tree: &Tree,
-    j: &Journal,
-    written_dirs: &BTreeSet<&str>,
-    created: &mut Vec<PathBuf>,
-) -> Result<(), Error> {
+fn seal(out: &Path, tree: &Tree, j: &Journal, created: &mut Vec<PathBuf>) -> Result<(), Error> {
     let txn = dir(out).join(TXN);
-    let staged = txn.join(STAGED);
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(&staged).map_err(|e| io_err(&staged, e))?;
-    // The staged directories, parents first, each made once. Those inside a subtree that moves into OUT whole get
-    // the mode the directory will have there; the others only hold files on their way and stay private.
-    let moves: BTreeSet<&str> = j.moves.iter().map(String::as_str).collect();
-    let moving = |d: &str| moves.contains(d) || ancestors(d).any(|a| moves.contains(a));
-    for d in written_dirs {
-        let p = staged.join(d);
-        let mode = if moving(d) { new_dir_mode(j, d) } else { 0o700 };
-        point("stage").map_err(|e| io_err(&p, e))?;
-        fs::DirBuilder::new().mode(mode).create(&p).map_err(|e| io_err(&p, e))?;
-    }
-    write_staged(tree, &j.write, &staged)?;
-    crate::timing::mark("stage files");
+    crate::timing::mark("stage the rest");
     // The top directory of each moving subtree is made in OUT before the commit, empty (its entry in its parent is
     // the only new space the switch could need), and replaced by the staged one after it. They are listed first,
     // so that the rollback of a run killed here removes them.
@@ -393,7 +475,7 @@ fn stage(
     for d in &j.moves {
         let p = out.join(d);
         point("mkdir").map_err(|e| io_err(&p, e))?;
-        fs::DirBuilder::new().mode(new_dir_mode(j, d)).create(&p).map_err(|e| io_err(&p, e))?;
+        fs::DirBuilder::new().mode(new_dir_mode(tree, d)).create(&p).map_err(|e| io_err(&p, e))?;
         created.push(p);
     }
     crate::timing::mark("make directories");
@@ -427,7 +509,12 @@ fn write_staged(tree: &Tree, paths: &[String], staged: &Path) -> Result<(), Erro
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
     let errors: Mutex<Vec<(usize, Error)>> = Mutex::new(Vec::new());
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8).min(paths.len().max(1));
+    // A few files (one node's, as they are rendered) are written on the calling thread.
+    let threads = if paths.len() < 64 {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8).min(paths.len())
+    };
     let umask = umask();
     std::thread::scope(|s| {
         for _ in 0..threads {

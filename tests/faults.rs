@@ -138,6 +138,41 @@ fn problems(out: &Path) -> Vec<String> {
             p.push(format!("{path}: a key without its certificate"));
         }
     }
+    // The verification record vouches only for what is true of the bytes it names: wherever a line authentic under
+    // a CA of the store names the certificate, key and CA certificate the store holds, its facts are that
+    // certificate's and the CA signed it (what a rerun would skip checking).
+    let record = kubeforge::pki::verified::Record::load(out);
+    for (path, (bytes, _)) in files.iter().filter(|(p, _)| p.starts_with("pki/") && p.ends_with(".crt")) {
+        let id = &path["pki/".len()..path.len() - 4];
+        let Some((key, _)) = files.get(&format!("pki/{id}.key")) else { continue };
+        for ca in ["ca", "etcd-ca", "front-proxy-ca"] {
+            let (Some((ca_crt, _)), Some((ca_key, _))) =
+                (files.get(&format!("pki/{ca}.crt")), files.get(&format!("pki/{ca}.key")))
+            else {
+                continue;
+            };
+            let mac = kubeforge::pki::verified::MacKey::from_ca_key(&String::from_utf8_lossy(ca_key));
+            let Some((proof, _)) = record.proof(id, &mac) else { continue };
+            let sha = |b: &[u8]| kubeforge::pki::verified::sha256(b);
+            if (proof.cert, proof.key, proof.ca) != (sha(bytes), sha(key), sha(ca_crt)) {
+                continue; // about other bytes: never used for these
+            }
+            let (Ok(info), Ok(ca_info)) = (
+                CertInfo::from_pem(&String::from_utf8_lossy(bytes)),
+                CertInfo::from_pem(&String::from_utf8_lossy(ca_crt)),
+            ) else {
+                p.push(format!("{path}: the record vouches for a file that does not parse"));
+                continue;
+            };
+            let mut facts = info.clone();
+            // What the record leaves for the certificate file to say.
+            facts.der.clear();
+            facts.spki_der.clear();
+            if proof.facts != facts || !signed_by(&info.der, &ca_info.spki_der) {
+                p.push(format!("{path}: the record vouches for something untrue of it"));
+            }
+        }
+    }
     // The index lists exactly the files, with their checksums.
     match files.get("index.json").map(|(b, _)| serde_json::from_slice::<serde_json::Value>(b)) {
         Some(Ok(index)) => {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::Error;
-use crate::generate::{Generated, generate_with};
+use crate::generate::{Generated, generate_unindexed};
 use crate::layout;
 use crate::output::{self, Changes, Kind, Tree};
 pub use crate::pki::Progress;
@@ -48,11 +48,14 @@ impl Options {
 
     /// Reads and validates the spec, checks the clock, and sets up the key source.
     pub fn load(&self) -> Result<Context, Error> {
+        large_blocks_back_to_the_system();
+        crate::timing::mark("start");
         let cluster = load_spec(self.spec.as_deref())?;
         let keys = match self.seed {
             Some(s) => KeySource::seeded(s),
             None => KeySource::from_os().map_err(Error::new)?,
         };
+        crate::timing::mark("spec");
         let now = self.now.unwrap_or_else(OffsetDateTime::now_utc).replace_nanosecond(0).expect("valid");
         Ok(Context { cluster, out: self.out.clone(), keys, now, identity: self.identity.clone(), progress: None })
     }
@@ -162,8 +165,13 @@ impl Context {
     }
 
     /// The store of OUT, decrypted in memory when the spec seals secrets and sealed files exist (which needs an
-    /// identity), and the sealing to apply to this run's output.
+    /// identity), with what earlier runs proved about it, and the sealing to apply to this run's output.
     fn open_store(&self, materialize: Option<&str>) -> Result<(Store, Option<Sealing>), Error> {
+        let (store, sealing) = self.open_store_plain(materialize)?;
+        Ok((store.with_record(crate::pki::verified::Record::load(&self.out)), sealing))
+    }
+
+    fn open_store_plain(&self, materialize: Option<&str>) -> Result<(Store, Option<Sealing>), Error> {
         let pki = self.out.join(layout::STORE);
         let Some(recipients) = &self.cluster.sealed_to else {
             if let Some(m) = materialize {
@@ -229,13 +237,65 @@ impl Context {
             .then(|| "no private keys in OUT, as in a clone of its committed half".to_string()))
     }
 
-    fn prepare(&self, store: &Store, sealing: Option<&Sealing>, policy: &Policy) -> Result<Run, Error> {
+    /// Generates the tree and compares it with OUT. With `staging` (a command that writes), every file that changes
+    /// is staged as soon as it is compared; then every file's bytes are released before the index is rendered, so
+    /// that a run holds the tree or the index, never both (at 10,000 nodes each is 100 to 150 MB).
+    fn prepare(
+        &self,
+        store: &Store,
+        sealing: Option<&Sealing>,
+        policy: &Policy,
+        staging: Option<&mut crate::txn::Staging>,
+    ) -> Result<Run, Error> {
         self.check_clock()?;
         let upgrade = self.version_change()?;
+        crate::timing::mark("previous version");
         let progress = self.progress.as_deref().map(|p| p as &dyn Progress);
-        let generated = generate_with(&self.cluster, store, &self.keys, self.now, policy, sealing, progress)?;
-        let changes = output::changes(&generated.tree, &self.out)?;
+        // Each node's files are compared, staged and released as soon as they are rendered.
+        let staging = std::sync::Mutex::new(staging);
+        let found = std::sync::Mutex::new(Changes::default());
+        let settle = |t: &mut Tree| -> Result<(), Error> {
+            let c = output::compare(t, &self.out, |_, _| true)?;
+            crate::txn::Staging::stage_shared(&staging, t, &c.write)?;
+            t.release_all();
+            found.lock().expect("no comparer panics holding it").merge(c);
+            Ok(())
+        };
+        let mut generated =
+            generate_unindexed(&self.cluster, store, &self.keys, self.now, policy, sealing, progress, Some(&settle))?;
+        let mut changes = found.into_inner().expect("no comparer panicked");
+        changes.merge(output::compare(&generated.tree, &self.out, |_, e| !e.released())?);
+        crate::timing::mark("compare with OUT");
+        if let Some(staging) = staging.into_inner().expect("no stager panicked") {
+            staging.stage(&generated.tree, &changes.write)?;
+            crate::timing::mark("stage files");
+        }
+        generated.tree.release_all();
+        crate::generate::index(&mut generated.tree, &self.cluster);
+        let index = output::compare(&generated.tree, &self.out, |p, _| p == layout::INDEX)?;
+        changes.write.extend(index.write);
+        changes.unchanged += index.unchanged;
+        output::removals(&generated.tree, &self.out, &mut changes)?;
+        crate::timing::mark("compare the index");
         Ok(Run { generated, changes, upgrade })
+    }
+
+    /// Writes the run's changes as one transaction (what `prepare` staged, then the rest), then what it proved about
+    /// the store for the next run (a cache: failing to write it costs the next run time, never correctness, so it
+    /// is not an error).
+    fn commit(&self, staging: crate::txn::Staging, run: &mut Run, store: &Store) -> Result<(), Error> {
+        staging.commit(&run.generated.tree, &run.changes)?;
+        // Written: the index's 10 MB per 1,000 nodes are not needed beyond its digest.
+        if let Some(index) = run.generated.tree.files.get_mut(layout::INDEX) {
+            index.release();
+        }
+        let _ = crate::pki::verified::save(&self.out, store.record(), &run.generated.pki.record_lines());
+        crate::timing::mark("verification record");
+        if run.changes.write.iter().any(|p| p == layout::INDEX) {
+            let _ = output::save_paths(&self.out, &run.generated.tree);
+            crate::timing::mark("path list");
+        }
+        Ok(())
     }
 
     /// The Kubernetes version OUT was last generated for (its index.json), if any.
@@ -249,10 +309,21 @@ impl Context {
         struct Head {
             kubernetes_version: String,
         }
-        let text = crate::input::read_text(&path, "index.json", crate::input::FILE_LIMIT)?;
-        let head: Head = serde_json::from_str(&text).map_err(|e| {
-            Error::new(format!("{}: not a kubeforge index ({e}); move it away to continue", path.display()))
-        })?;
+        // kubeforge writes the version before the file list: read just that head where the file is as written (at
+        // 1,000 nodes the whole index is 10 MB of JSON), the whole document otherwise.
+        let head = index_head(&path).and_then(|text| {
+            let i = text.find("\n  \"files\": ")?;
+            serde_json::from_str::<Head>(&format!("{}\n}}", text[..i].trim_end_matches(','))).ok()
+        });
+        let head = match head {
+            Some(h) => h,
+            None => {
+                let text = crate::input::read_text(&path, "index.json", crate::input::FILE_LIMIT)?;
+                serde_json::from_str(&text).map_err(|e| {
+                    Error::new(format!("{}: not a kubeforge index ({e}); move it away to continue", path.display()))
+                })?
+            }
+        };
         let v = &head.kubernetes_version;
         let parsed = v
             .strip_prefix("v1.")
@@ -304,8 +375,10 @@ impl Context {
             return self.public_plan(reason);
         }
         let (store, sealing) = self.open_store(None)?;
-        let run = self.prepare(&store, sealing.as_ref(), &Policy::default())?;
-        Ok(self.report("plan", &run, false, None))
+        let run = self.prepare(&store, sealing.as_ref(), &Policy::default(), None)?;
+        let r = self.report("plan", &run, false, None);
+        dispose(run);
+        Ok(r)
     }
 
     /// `gen`: generate (or, with `dry_run`, plan) and write.
@@ -317,11 +390,14 @@ impl Context {
         }
         let lock = if o.dry_run { None } else { Some(crate::txn::lock(&self.out)?) };
         let (store, sealing) = self.open_store(o.materialize.as_deref())?;
-        let run = self.prepare(&store, sealing.as_ref(), &Policy::default())?;
-        if let Some(lock) = &lock {
-            crate::txn::commit(lock, &run.generated.tree, &run.changes)?;
+        let mut staging = lock.as_ref().map(crate::txn::Staging::new);
+        let mut run = self.prepare(&store, sealing.as_ref(), &Policy::default(), staging.as_mut())?;
+        if let Some(staging) = staging {
+            self.commit(staging, &mut run, &store)?;
         }
-        Ok(self.report("gen", &run, !o.dry_run, None))
+        let r = self.report("gen", &run, !o.dry_run, None);
+        dispose(run);
+        Ok(r)
     }
 
     /// `renew`: reissue the named leaves (profile names, store ids, or `all`), keeping the CAs.
@@ -353,8 +429,9 @@ impl Context {
         let policy = Policy { renew: names.to_vec(), keep_keys };
         let lock = crate::txn::lock(&self.out)?;
         let (store, sealing) = self.open_store(None)?;
-        let run = self.prepare(&store, sealing.as_ref(), &policy)?;
-        crate::txn::commit(&lock, &run.generated.tree, &run.changes)?;
+        let mut staging = crate::txn::Staging::new(&lock);
+        let mut run = self.prepare(&store, sealing.as_ref(), &policy, Some(&mut staging))?;
+        self.commit(staging, &mut run, &store)?;
         Ok(self.report("renew", &run, true, None))
     }
 
@@ -474,8 +551,9 @@ impl Context {
         let imported =
             Imported { source: dir.display().to_string(), node: None, files: overlay.keys().cloned().collect() };
         let store = store.with_overlay(overlay);
-        let run = self.prepare(&store, sealing.as_ref(), &Policy::default())?;
-        crate::txn::commit(&lock, &run.generated.tree, &run.changes)?;
+        let mut staging = crate::txn::Staging::new(&lock);
+        let mut run = self.prepare(&store, sealing.as_ref(), &Policy::default(), Some(&mut staging))?;
+        self.commit(staging, &mut run, &store)?;
         Ok(self.report("import-signed", &run, true, Some(imported)))
     }
 
@@ -494,8 +572,9 @@ impl Context {
             files: overlay.keys().cloned().collect(),
         };
         let store = store.with_overlay(overlay);
-        let run = self.prepare(&store, sealing.as_ref(), &Policy::default())?;
-        crate::txn::commit(&lock, &run.generated.tree, &run.changes)?;
+        let mut staging = crate::txn::Staging::new(&lock);
+        let mut run = self.prepare(&store, sealing.as_ref(), &Policy::default(), Some(&mut staging))?;
+        self.commit(staging, &mut run, &store)?;
         Ok(self.report("import-kubeadm", &run, true, Some(imported)))
     }
 
@@ -676,6 +755,42 @@ impl Context {
             warnings: self.warnings(),
         })
     }
+}
+
+/// The first 4 KB of index.json, as text.
+fn index_head(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(4096);
+    std::fs::File::open(path).ok()?.take(4096).read_to_end(&mut head).ok()?;
+    // The cut may fall inside a character: keep what is whole.
+    let valid = match std::str::from_utf8(&head) {
+        Ok(s) => s.len(),
+        Err(e) => e.valid_up_to(),
+    };
+    head.truncate(valid);
+    String::from_utf8(head).ok()
+}
+
+/// glibc maps blocks above a threshold on their own (freeing one hands it back to the system) but raises that
+/// threshold, up to 32 MB, whenever such a block is freed: later large blocks then come from the heap, which
+/// keeps what is freed. A run builds several large texts (the index, 100 MB at 10,000 nodes, in pieces) and frees
+/// them as it goes; a fixed threshold keeps each of them mapped, so that the peak is what is live. Set once per
+/// process, by the first operation (the command line's, or the bench's child's).
+fn large_blocks_back_to_the_system() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt only sets one of the allocator's parameters; M_MMAP_THRESHOLD takes a size in bytes.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        }
+    });
+}
+
+/// Frees a finished run off the critical path: at 1,000 nodes its tree and PKI are ~70 MB of small allocations,
+/// 12 ms to free, and a command-line process exits without waiting for that thread.
+fn dispose(run: Run) {
+    std::thread::spawn(move || drop(run));
 }
 
 /// A store id's node and profile: `nodes/cp-1/apiserver` → (cp-1, apiserver); `admin` → (none, admin).

@@ -7,6 +7,7 @@ pub mod plan;
 pub mod profile;
 pub mod rotation;
 pub mod store;
+pub mod verified;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -93,11 +94,46 @@ pub struct Pki {
     /// CA and service-account key rotations (`pki.rotation`) as this run leaves them, and the store's archive
     /// (boxed: most runs rotate nothing, and `Pki` travels by value).
     pub rotations: Box<rotation::Rotations>,
+    /// What this run proved of each leaf it keeps or issued, for the verification record of the next run (see
+    /// [`verified`]).
+    pub proofs: Vec<verified::Proven>,
 }
 
 impl Pki {
     pub fn get(&self, id: &str) -> &Material {
         self.certs.get(id).unwrap_or_else(|| panic!("no certificate {id} in the plan"))
+    }
+
+    /// The verification record's lines for this run's leaves, the ones issued in this run made now from their
+    /// material (on every core).
+    pub fn record_lines(&self) -> Vec<verified::Proven> {
+        let make = |p: &verified::Proven| match &p.line {
+            verified::Line::Issued { ca, key } => {
+                let m = self.get(&p.id);
+                let mut facts = (*m.info).clone();
+                facts.der.clear();
+                facts.spki_der.clear();
+                let key_pem = m.key_pem.as_deref().expect("an issued leaf has its key");
+                let proof = verified::Proof {
+                    cert: verified::sha256(m.cert_pem.as_bytes()),
+                    key: verified::sha256(key_pem.as_bytes()),
+                    ca: *ca,
+                    facts,
+                };
+                verified::Proven { id: p.id.clone(), line: verified::Line::New(verified::line(&p.id, &proof, key)) }
+            }
+            _ => p.clone(),
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+        let chunk = self.proofs.len().div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .proofs
+                .chunks(chunk)
+                .map(|part| s.spawn(move || part.iter().map(make).collect::<Vec<_>>()))
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().expect("record thread panicked")).collect()
+        })
     }
 }
 
@@ -133,10 +169,15 @@ pub fn build(
     // CAs to create: after every leaf is decided, so that the progress total is known before the first key.
     let mut new_cas = Vec::new();
     let mut rotations = rotation::Rotations::load(store)?;
+    // Per signer: SHA-256 of its certificate as given or stored, and, where its key is known, the key that
+    // authenticates the proofs of the leaves it signed.
+    let mut signers: BTreeMap<String, Signer> = BTreeMap::new();
+    let mut made = new_keys(cluster, requests, store, keys);
 
     for req in requests.iter().filter(|r| r.profile.usage.is_ca()) {
         if let Some(given) = cluster.provided_cas.get(req.profile.name) {
             let (material, key) = provided_ca(req, given, store, now)?;
+            signers.insert(req.id.clone(), Signer::new(&material.cert_pem, material.key_pem.as_deref()));
             if let Some(key) = key {
                 let key_id = material.info.ski.clone().unwrap_or_else(|| key.key_id());
                 issuers.insert(req.id.clone(), issuer(&material.info, key, key_id));
@@ -149,6 +190,7 @@ pub fn build(
             Some(found) => {
                 // The CA that signs this run's leaves: the one the store holds, or the incoming one from switch on.
                 let (material, key, key_id) = rotation::ca(cluster, req, store, keys, now, found, &mut rotations)?;
+                signers.insert(req.id.clone(), Signer::new(&material.cert_pem, material.key_pem.as_deref()));
                 issuers.insert(req.id.clone(), issuer(&material.info, key, key_id));
                 ca_infos.insert(req.id.clone(), material.info.clone());
                 certs.insert(req.id.clone(), material);
@@ -161,7 +203,8 @@ pub fn build(
         }
     }
 
-    let sa = service_account(cluster.key_algorithm, store, keys)?;
+    crate::timing::mark("CAs");
+    let sa = service_account(cluster.key_algorithm, store, keys, made.remove(SA_KEY_ID))?;
     let sa = rotation::sa(cluster, store, keys, now, sa, &mut rotations)?;
     // The CAs a switch moves away from: their leaves are reissued, not taken for forgeries.
     let outgoing: BTreeMap<String, Arc<inspect::CertInfo>> = rotations
@@ -188,6 +231,7 @@ pub fn build(
         }
         let key_id = info.ski.clone().unwrap_or_else(|| key.key_id());
         let info = Arc::new(info);
+        signers.insert(plan::EXTERNAL_ETCD_CA.to_string(), Signer::new(cert_pem, Some(key_pem)));
         issuers.insert(plan::EXTERNAL_ETCD_CA.to_string(), issuer(&info, key, key_id));
         ca_infos.insert(plan::EXTERNAL_ETCD_CA.to_string(), info.clone());
         external_etcd_ca = Some((cert_pem.clone(), info));
@@ -202,13 +246,17 @@ pub fn build(
     }
     let decided = in_parallel(&leaves, |req| {
         let cas = (ca_infos.get(signer(req)).map(|i| &**i), outgoing.get(signer(req)).map(|i| &**i));
-        decide(cluster, req, store, now, policy, cas)
+        decide(cluster, req, store, now, policy, cas, signers.get(signer(req)))
     });
     let mut work = Vec::new();
     let mut unsigned = Vec::new();
+    let mut proofs = Vec::new();
     for (req, d) in leaves.iter().zip(decided) {
         match d? {
-            Decision::Keep(m) => {
+            Decision::Keep(m, line) => {
+                if let Some(line) = line {
+                    proofs.push(verified::Proven { id: m.request.id.clone(), line });
+                }
                 certs.insert(m.request.id.clone(), m);
             }
             Decision::Issue { .. }
@@ -234,8 +282,9 @@ pub fn build(
         p.start(new_cas.len() + work.len());
     }
     for req in new_cas {
-        let key = keys.generate(cluster.key_algorithm, &req.id);
+        let key = made.remove(&req.id).unwrap_or_else(|| keys.generate(cluster.key_algorithm, &req.id));
         let material = sign(req, &key, None, keys, now)?;
+        signers.insert(req.id.clone(), Signer::new(&material.cert_pem, material.key_pem.as_deref()));
         let key_id = key.key_id();
         issuers.insert(req.id.clone(), issuer(&material.info, key, key_id));
         ca_infos.insert(req.id.clone(), material.info.clone());
@@ -253,9 +302,20 @@ pub fn build(
     });
     for m in issued {
         let m = m?;
+        // Signed just now by its signer's key: proved by construction; its line is made when the record is
+        // written (`Pki::record_lines`).
+        if let Some(s) = signers.get(signer(&m.request))
+            && let Some(key) = &s.mac
+        {
+            proofs.push(verified::Proven {
+                id: m.request.id.clone(),
+                line: verified::Line::Issued { ca: s.cert, key: key.clone() },
+            });
+        }
         certs.insert(m.request.id.clone(), m);
     }
-    Ok(Pki { certs, sa, external_etcd_ca, encryption, rotations: Box::new(rotations) })
+    crate::timing::mark("leaves issued");
+    Ok(Pki { certs, sa, external_etcd_ca, encryption, rotations: Box::new(rotations), proofs })
 }
 
 /// `f` of every item, on every core, in the items' order. Each thread takes the next item from a shared counter
@@ -376,14 +436,25 @@ fn is_printable(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b))
 }
 
+/// A CA as the leaves it signs see it: SHA-256 of its certificate (what a leaf's proof names) and, where kubeforge
+/// holds its key, the key that authenticates those proofs.
+struct Signer {
+    cert: verified::Sha,
+    mac: Option<verified::MacKey>,
+}
+
+impl Signer {
+    fn new(cert_pem: &str, key_pem: Option<&str>) -> Signer {
+        Signer { cert: verified::sha256(cert_pem.as_bytes()), mac: key_pem.map(verified::MacKey::from_ca_key) }
+    }
+}
+
 /// What a leaf needs: nothing (the store's still is what the spec asks), or a (re)issue, with the reasons.
 enum Decision {
-    Keep(Material),
+    /// With what was proved of it, as the verification record's line for the next run.
+    Keep(Material, Option<verified::Line>),
     /// `reasons` empty: new. `old_key`: `renew --keep-keys` keeps the stored key.
-    Issue {
-        reasons: Vec<String>,
-        old_key: Option<Key>,
-    },
+    Issue { reasons: Vec<String>, old_key: Option<Key> },
 }
 
 /// One leaf: kept from the store if it still is what the spec asks, otherwise to be (re)issued, with the reasons.
@@ -396,9 +467,10 @@ fn decide(
     now: OffsetDateTime,
     policy: &Policy,
     (ca, outgoing): (Option<&inspect::CertInfo>, Option<&inspect::CertInfo>),
+    signer: Option<&Signer>,
 ) -> Result<Decision, Error> {
     let forced = policy.forces(req);
-    let Some((cert_pem, key_pem, key, info)) = load_leaf(req, store)? else {
+    let Some(Found { cert_pem, key_pem, key, info, proof }) = load_leaf(req, store, signer)? else {
         return Ok(Decision::Issue { reasons: Vec::new(), old_key: None });
     };
     let mut reasons = Vec::new();
@@ -413,8 +485,9 @@ fn decide(
     // A certificate naming the current CA as issuer whose signature that CA's key did not make is forged, or
     // from another cluster's CA of the same name: stop rather than quietly replace it (a different issuer
     // name, e.g. after bringing a new CA, is an ordinary reason to reissue, below).
-    // Checked once here and handed to `differences_given`: verifying a signature is most of a rerun's work.
-    let signed = (!forced && info.issuer == ca.subject).then(|| inspect::signed_by(&info.der, &ca.spki_der));
+    // Checked once here and handed to `differences_given`: verifying a signature is most of a rerun's work, and
+    // it is skipped where an earlier run proved it for these very bytes and this signer (`proof`).
+    let signed = (!forced && info.issuer == ca.subject).then(|| proof || inspect::signed_by(&info.der, &ca.spki_der));
     // Switching a CA: a leaf of the outgoing CA (same subject, another key) is due, not forged.
     let switching = signed == Some(false)
         && outgoing.is_some_and(|o| info.issuer == o.subject && inspect::signed_by(&info.der, &o.spki_der));
@@ -433,7 +506,16 @@ fn decide(
     // When switching, the reason above says the signer; everything else is compared as usual.
     reasons.extend(differences_given(cluster, req, &info, ca, now, if switching { Some(true) } else { signed }));
     if reasons.is_empty() {
-        return Ok(Decision::Keep(Material {
+        let line = proof.then_some(verified::Line::Recorded).or_else(|| {
+            let mac = signer?.mac.as_ref().filter(|_| signed == Some(true))?;
+            let mut facts = info.clone();
+            facts.der.clear();
+            facts.spki_der.clear();
+            let (cert, key) = (verified::sha256(cert_pem.as_bytes()), verified::sha256(key_pem.as_bytes()));
+            let proof = verified::Proof { cert, key, ca: signer?.cert, facts };
+            Some(verified::Line::New(verified::line(&req.id, &proof, mac)))
+        });
+        let m = Material {
             request: req.clone(),
             info: Arc::new(info),
             cert_pem,
@@ -441,9 +523,19 @@ fn decide(
             chain_pem: None,
             origin: Origin::Kept,
             reasons,
-        }));
+        };
+        return Ok(Decision::Keep(m, line));
     }
-    let old_key = (policy.keep_keys && forced && key.algorithm() == cluster.key_algorithm).then_some(key);
+    let old_key = if policy.keep_keys && forced {
+        // A proven pair was not parsed: its key is read now, for the renewal that keeps it.
+        let key = match key {
+            Some(k) => k,
+            None => Key::from_pem(&key_pem).map_err(|e| Error::new(format!("{}.key: {e}", req.id)))?,
+        };
+        (key.algorithm() == cluster.key_algorithm).then_some(key)
+    } else {
+        None
+    };
     Ok(Decision::Issue { reasons, old_key })
 }
 
@@ -608,15 +700,76 @@ fn differences_given(
     why
 }
 
+/// A leaf as found in the store.
+struct Found {
+    cert_pem: String,
+    key_pem: String,
+    /// The key, when it had to be read (not when `proof` vouches for the pair).
+    key: Option<Key>,
+    info: inspect::CertInfo,
+    /// Whether the record proves, for exactly these bytes and the current signer, that the certificate says
+    /// `info`, belongs to the key and carries the signer's signature.
+    proof: bool,
+}
+
+/// The DER inside a certificate's PEM: the base64 between its BEGIN and END lines, 64 characters a line. Only for a
+/// PEM that [`inspect::CertInfo::from_pem`] accepted (one CERTIFICATE block), which a proof for its exact bytes
+/// guarantees.
+fn proven_der(pem: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let body = pem.strip_prefix("-----BEGIN CERTIFICATE-----\n")?;
+    let body = &body[..body.find("-----END CERTIFICATE-----")?];
+    let mut der = Vec::with_capacity(body.len() * 3 / 4);
+    for line in body.lines() {
+        base64::engine::general_purpose::STANDARD.decode_vec(line, &mut der).ok()?;
+    }
+    Some(der)
+}
+
+/// The SubjectPublicKeyInfo inside a certificate's DER, as its raw TLV (what the parser's `spki.raw` is): the
+/// seventh element of tbsCertificate, after the optional `[0]` version.
+fn spki_of(der: &[u8]) -> Option<&[u8]> {
+    // (header length, content length) of the TLV at the start of `d`: DER, definite lengths.
+    fn tlv(d: &[u8]) -> Option<(usize, usize)> {
+        let first = *d.get(1)?;
+        if first < 0x80 {
+            return Some((2, first as usize));
+        }
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || d.len() < 2 + n {
+            return None;
+        }
+        Some((2 + n, d[2..2 + n].iter().fold(0usize, |acc, b| acc << 8 | *b as usize)))
+    }
+    let (h, _) = tlv(der)?; // Certificate
+    let tbs = der.get(h..)?;
+    let (h, len) = tlv(tbs)?; // tbsCertificate
+    let mut rest = tbs.get(h..h + len)?;
+    if rest.first() == Some(&0xa0) {
+        let (h, len) = tlv(rest)?;
+        rest = rest.get(h + len..)?;
+    }
+    // serialNumber, signature, issuer, validity, subject, then subjectPublicKeyInfo.
+    for _ in 0..5 {
+        let (h, len) = tlv(rest)?;
+        rest = rest.get(h + len..)?;
+    }
+    let (h, len) = tlv(rest)?;
+    (rest.first() == Some(&0x30)).then(|| rest.get(..h + len)).flatten()
+}
+
 /// A leaf from the store: `None` if neither file exists. A half-present pair, an unreadable file or a
 /// certificate that does not match its key stops the run: that is damage to look at, not something to paper over.
-#[allow(clippy::type_complexity)]
-fn load_leaf(req: &CertRequest, store: &Store) -> Result<Option<(String, String, Key, inspect::CertInfo)>, Error> {
+/// Where the verification record holds a proof for these exact bytes under the current signer, neither file is
+/// parsed.
+fn load_leaf(req: &CertRequest, store: &Store, signer: Option<&Signer>) -> Result<Option<Found>, Error> {
     let (crt, key) = (format!("{}.crt", req.id), format!("{}.key", req.id));
     let fix = format!("fix or remove both files (or run `cargo xtask renew {}`) to issue it again", req.id);
-    match (store.exists(&crt), store.exists(&key)) {
-        (false, false) => return Ok(None),
-        (true, true) => {}
+    let with_fix = |e: Error| Error::new(format!("{e}; {fix}"));
+    let found = (store.read_if_exists(&crt).map_err(with_fix)?, store.read_private_if_exists(&key).map_err(with_fix)?);
+    let (cert_pem, key_pem) = match found {
+        (None, None) => return Ok(None),
+        (Some(c), Some(k)) => (c, k),
         _ => {
             return Err(Error::new(format!(
                 "{}: only one of {} and {} exists; {fix}",
@@ -625,16 +778,30 @@ fn load_leaf(req: &CertRequest, store: &Store) -> Result<Option<(String, String,
                 store.show(&key)
             )));
         }
+    };
+    let proof = match (store.record(), signer) {
+        (Some(record), Some(Signer { cert: ca, mac: Some(mac) })) => {
+            let (c, k) = (verified::sha256(cert_pem.as_bytes()), verified::sha256(key_pem.as_bytes()));
+            record.proof_for(&req.id, mac, [&c, &k, ca])
+        }
+        _ => None,
+    };
+    if let Some(proof) = proof
+        && let Some(der) = proven_der(&cert_pem)
+        && let Some(spki) = spki_of(&der).map(<[u8]>::to_vec)
+    {
+        let mut info = proof.facts;
+        info.der = der;
+        info.spki_der = spki;
+        return Ok(Some(Found { cert_pem, key_pem, key: None, info, proof: true }));
     }
-    let with_fix = |e: Error| Error::new(format!("{e}; {fix}"));
-    let (cert_pem, key_pem) = (store.read(&crt).map_err(with_fix)?, store.read_private(&key).map_err(with_fix)?);
     let k = Key::from_pem(&key_pem).map_err(|e| Error::new(format!("{}: {e}; {fix}", store.show(&key))))?;
     let info =
         inspect::CertInfo::from_pem(&cert_pem).map_err(|e| Error::new(format!("{}: {e}; {fix}", store.show(&crt))))?;
     if info.spki_der != k.spki_der() {
         return Err(Error::new(format!("{} does not match its key {}; {fix}", store.show(&crt), store.show(&key))));
     }
-    Ok(Some((cert_pem, key_pem, k, info)))
+    Ok(Some(Found { cert_pem, key_pem, key: Some(k), info, proof: false }))
 }
 
 fn sign(
@@ -754,7 +921,39 @@ fn load_ca(req: &CertRequest, store: &Store, now: OffsetDateTime) -> Result<Opti
     )))
 }
 
-fn service_account(alg: KeyAlgorithm, store: &Store, keys: &KeySource) -> Result<ServiceAccountKey, Error> {
+/// The key source's id of the service-account key.
+const SA_KEY_ID: &str = "sa";
+
+/// The keys a run needs before any leaf can be signed (new CAs', a new service-account key), made side by side: an
+/// RSA key takes ~80 ms, and one after another they were the only serial part of a first run besides the file
+/// system. Each is drawn from its own id's stream, so it is the key a serial run would make.
+fn new_keys(cluster: &Cluster, requests: &[CertRequest], store: &Store, keys: &KeySource) -> BTreeMap<String, Key> {
+    use crate::layout::{STORE_SA_KEY, store_crt, store_key};
+    let mut ids: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.profile.usage.is_ca() && !cluster.provided_cas.contains_key(r.profile.name))
+        .filter(|r| !store.exists(&store_crt(&r.id)) && !store.exists(&store_key(&r.id)))
+        .map(|r| r.id.as_str())
+        .collect();
+    if !store.exists(STORE_SA_KEY) {
+        ids.push(SA_KEY_ID);
+    }
+    if ids.len() < 2 {
+        return BTreeMap::new();
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> =
+            ids.iter().map(|id| s.spawn(move || (id.to_string(), keys.generate(cluster.key_algorithm, id)))).collect();
+        handles.into_iter().map(|h| h.join().expect("key thread panicked")).collect()
+    })
+}
+
+fn service_account(
+    alg: KeyAlgorithm,
+    store: &Store,
+    keys: &KeySource,
+    made: Option<Key>,
+) -> Result<ServiceAccountKey, Error> {
     let rel = crate::layout::STORE_SA_KEY;
     if store.exists(rel) {
         // kubeadm reuses an existing sa.key (kubeadm-facts §1.7); changing it would invalidate every
@@ -768,7 +967,7 @@ fn service_account(alg: KeyAlgorithm, store: &Store, keys: &KeySource) -> Result
         })?;
         return Ok(ServiceAccountKey { pub_pem: key.public_key_pem(), key_pem, origin: Origin::Kept });
     }
-    let key = keys.generate(alg, "sa");
+    let key = made.unwrap_or_else(|| keys.generate(alg, SA_KEY_ID));
     Ok(ServiceAccountKey { key_pem: key.to_pem(), pub_pem: key.public_key_pem(), origin: Origin::Issued })
 }
 
@@ -859,6 +1058,27 @@ mod tests {
         let edge = crate::times::parse_instant("2026-12-02T00:00:00Z").unwrap();
         assert_eq!(why(&c, req, ca, edge), ["expires 2027-01-01T00:00:00Z (within pki.renewBefore, 720h)"]);
         assert_eq!(why(&c, req, ca, edge - Duration::seconds(1)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_proven_certificates_der_is_what_the_parser_reads() {
+        let (_, _, pki, _) = demo();
+        for m in pki.certs.values() {
+            assert_eq!(proven_der(&m.cert_pem).as_ref(), Some(&m.info.der), "{}", m.request.id);
+            assert_eq!(spki_of(&m.info.der), Some(m.info.spki_der.as_slice()), "{}", m.request.id);
+        }
+        // RSA keys (longer lengths) and a CA given from outside (written by openssl, not rcgen) too.
+        let mut c = crate::spec::parse(Path::new("t.yaml"), crate::DEMO_SPEC).unwrap();
+        c.key_algorithm = KeyAlgorithm::Rsa2048;
+        let requests = plan::requests(&c);
+        let store = Store::plain(Path::new("/nonexistent/kubeforge-test-store"));
+        let now = crate::times::parse_instant("2026-01-01T00:00:00Z").unwrap();
+        let rsa = build(&c, &requests, &store, &KeySource::seeded(2), now, &Policy::default(), None).unwrap();
+        for m in rsa.certs.values() {
+            assert_eq!(spki_of(&m.info.der), Some(m.info.spki_der.as_slice()), "{}", m.request.id);
+        }
+        assert_eq!(proven_der("-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n"), None);
+        assert_eq!(proven_der("no PEM"), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::pki::profile::ProfileId;
 use crate::spec::{Cluster, Node, Problem};
 
 /// A node's configuration as written.
+#[derive(Clone)]
 pub struct Config {
     pub text: String,
     /// The files it makes the kubelet read, with the setting that names each.
@@ -22,7 +23,37 @@ pub struct Config {
 
 /// Whether anything customizes `node`'s kubelet configuration (else it is kubeforge's alone).
 pub fn customized(c: &Cluster, node: &Node) -> bool {
-    !c.kubelet.is_empty() || !node.kubelet.is_empty() || custom::patches::any_for(&c.patches, "kubeletconfiguration")
+    customized_with(c, &node.kubelet)
+}
+
+fn customized_with(c: &Cluster, node_kubelet: &serde_yaml::Mapping) -> bool {
+    !c.kubelet.is_empty() || !node_kubelet.is_empty() || custom::patches::any_for(&c.patches, "kubeletconfiguration")
+}
+
+/// What a node's configuration depends on besides the cluster: nodes with equal inputs get the same configuration
+/// (but for its header), so a run renders it once for all of them ([`body`] sees the node only through this, so a
+/// new per-node input has to be added here, and with it to the key).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NodeInputs {
+    pub taints: Vec<crate::spec::Taint>,
+    pub kubelet: serde_yaml::Mapping,
+}
+
+impl NodeInputs {
+    pub fn of(node: &Node) -> NodeInputs {
+        NodeInputs { taints: node.taints.clone(), kubelet: node.kubelet.clone() }
+    }
+}
+
+/// The configuration of `node`.
+pub fn config(c: &Cluster, node: &Node) -> Result<Config, Problem> {
+    let b = body(c, &NodeInputs::of(node))?;
+    Ok(Config { text: with_header(node, &b.text), ..b })
+}
+
+/// A configuration's body with the header naming its node.
+pub fn with_header(node: &Node, body: &str) -> String {
+    format!("# KubeletConfiguration for node {} ({}), written by kubeforge.\n{body}", node.name, layout::KUBELET_CONFIG)
 }
 
 /// The settings that name a file, with the use recorded in the index.
@@ -32,8 +63,8 @@ const FILE_SETTINGS: [(&str, &str); 3] = [
     ("tlsPrivateKeyFile", "kubelet --tls-private-key-file (tlsPrivateKeyFile)"),
 ];
 
-/// The configuration of `node`.
-pub fn config(c: &Cluster, node: &Node) -> Result<Config, Problem> {
+/// The configuration without its header, for nodes with inputs `n`.
+pub fn body(c: &Cluster, n: &NodeInputs) -> Result<Config, Problem> {
     let s = |v: &str| Value::String(v.to_string());
     let map = |pairs: Vec<(&str, Value)>| Value::Mapping(pairs.into_iter().map(|(k, v)| (s(k), v)).collect());
     let sec = &c.security;
@@ -66,7 +97,7 @@ pub fn config(c: &Cluster, node: &Node) -> Result<Config, Problem> {
         (
             "registerWithTaints",
             Value::Sequence(
-                node.taints
+                n.taints
                     .iter()
                     .map(|t| {
                         let mut m = vec![("effect", s(&t.effect)), ("key", s(&t.key))];
@@ -99,9 +130,9 @@ pub fn config(c: &Cluster, node: &Node) -> Result<Config, Problem> {
     let base = Value::Mapping(doc);
     let mut doc = base.clone();
     let mut warnings = Vec::new();
-    if customized(c, node) {
+    if customized_with(c, &n.kubelet) {
         custom::kubelet::merge(&mut doc, &c.kubelet);
-        custom::kubelet::merge(&mut doc, &node.kubelet);
+        custom::kubelet::merge(&mut doc, &n.kubelet);
         let target = "kubeletconfiguration";
         if custom::patches::any_for(&c.patches, target) {
             custom::patches::apply(&c.patches, target, &mut doc).map_err(super::manifests::patch_problem)?;
@@ -124,13 +155,7 @@ pub fn config(c: &Cluster, node: &Node) -> Result<Config, Problem> {
         .iter()
         .filter_map(|(path, u)| Some((custom::kubelet::lookup(&doc, path)?.as_str()?.to_string(), u.to_string())))
         .collect();
-    let text = format!(
-        "# KubeletConfiguration for node {} ({}), written by kubeforge.\n{}",
-        node.name,
-        layout::KUBELET_CONFIG,
-        super::yaml::document(&doc)
-    );
-    Ok(Config { text, uses, warnings })
+    Ok(Config { text: super::yaml::document(&doc), uses, warnings })
 }
 
 /// What a patched configuration must still be: a KubeletConfiguration of known fields and types, with

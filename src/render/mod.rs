@@ -23,7 +23,11 @@ pub mod filters {
     /// A string as one Markdown table cell.
     #[askama::filter_fn]
     pub fn cell(s: impl Display, _: &dyn askama::Values) -> askama::Result<String> {
-        Ok(s.to_string().replace('\\', "\\\\").replace('|', "\\|").replace('\n', " "))
+        let s = s.to_string();
+        if !s.bytes().any(|b| b == b'\\' || b == b'|' || b == b'\n') {
+            return Ok(s);
+        }
+        Ok(s.replace('\\', "\\\\").replace('|', "\\|").replace('\n', " "))
     }
 }
 

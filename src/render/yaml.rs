@@ -28,7 +28,7 @@ fn is_plain_safe(s: &str) -> bool {
     if !first_ok
         || !b.iter().all(|c| allowed(*c))
         || s.ends_with(':')
-        || RESERVED.contains(&s.to_ascii_lowercase().as_str())
+        || RESERVED.iter().any(|r| r.eq_ignore_ascii_case(s))
     {
         return false;
     }

@@ -434,8 +434,12 @@ impl Cluster {
         fs::write(&self.spec, text.replacen(from, to, 1)).unwrap();
     }
 
+    /// OUT as a consumer sees it: without kubeforge's own `.kubeforge/` (its locks, transactions, and the record
+    /// of what it verified).
     pub fn tree(&self) -> Tree {
-        Tree::of(&self.out)
+        let mut t = Tree::of(&self.out);
+        t.0.retain(|p, _| !p.starts_with(".kubeforge/"));
+        t
     }
 }
 
