@@ -14,7 +14,9 @@
 #   CAs: kubernetes, front-proxy-ca, etcd-ca; the service-account key pair;
 #   cp-1: apiserver, apiserver-kubelet-client, front-proxy-client, etcd server/peer/healthcheck-client,
 #         apiserver-etcd-client, controller-manager/scheduler/admin/super-admin client certs and kubeconfigs;
-#   every node: kubelet client cert + kubelet.conf, kubelet serving cert, kube-proxy client cert + kube-proxy.conf.
+#   every node: kubelet client cert + kubelet.conf, kubelet serving cert, kube-proxy client cert + kube-proxy.conf,
+#         the cluster CA's certificate, and the kubelet's KubeletConfiguration (/var/lib/kubelet/config.yaml, what
+#         kubeforge writes for the kubelet to use those certificates; one printf, no process).
 # Differences that do not change the cost: keys are PKCS#8 (`PRIVATE KEY`, what openssl writes; kubeadm and
 # kubeforge write SEC 1 / PKCS#1), NotBefore is not backdated, serials are openssl's. No static pod manifests.
 #
@@ -112,12 +114,56 @@ kubeconfig() {
     "$KUBECTL" config use-context "$2@$CLUSTER" --kubeconfig="$1" >/dev/null
 }
 
-# node NAME ADDRESS: what every node gets (kubelet client + kubelet.conf, kubelet serving, kube-proxy + conf).
+# The kubelet's configuration, the same on every node (the one kubeforge writes for this cluster).
+KUBELET_CONFIG="apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+authentication:
+  anonymous:
+    enabled: false
+  webhook:
+    cacheTTL: 0s
+    enabled: true
+  x509:
+    clientCAFile: /etc/kubernetes/pki/ca.crt
+authorization:
+  mode: Webhook
+  webhook:
+    cacheAuthorizedTTL: 0s
+    cacheUnauthorizedTTL: 0s
+cgroupDriver: systemd
+clusterDNS:
+- 10.96.0.10
+clusterDomain: $DNS_DOMAIN
+containerRuntimeEndpoint: unix:///var/run/containerd/containerd.sock
+eventRecordQPS: 5
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+makeIPTablesUtilChains: true
+protectKernelDefaults: false
+readOnlyPort: 0
+rotateCertificates: true
+serverTLSBootstrap: false
+staticPodPath: /etc/kubernetes/manifests
+streamingConnectionIdleTimeout: 5m0s
+tlsCertFile: /var/lib/kubelet/pki/kubelet.crt
+tlsCipherSuites:
+- TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+- TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+- TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305
+- TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+- TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+- TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305
+tlsMinVersion: VersionTLS12
+tlsPrivateKeyFile: /var/lib/kubelet/pki/kubelet.key"
+
+# node NAME ADDRESS: what every node gets (kubelet client + kubelet.conf, kubelet serving, kube-proxy + conf, the CA's
+# certificate, the kubelet's configuration).
 node() {
     local name=$1 addr=$2
     local store=$OUT/pki/nodes/$name root=$OUT/nodes/$name
     mkdir -p "$store" "$root/etc/kubernetes/pki" "$root/var/lib/kubelet/pki"
     cp "$OUT/pki/ca.crt" "$root/etc/kubernetes/pki/ca.crt"
+    printf '# KubeletConfiguration for node %s\n%s\n' "$name" "$KUBELET_CONFIG" >"$root/var/lib/kubelet/config.yaml"
     leaf client ca "/O=system:nodes/CN=system:node:$name" "$store/kubelet-client"
     kubeconfig "$root/etc/kubernetes/kubelet.conf" "system:node:$name" "$store/kubelet-client"
     leaf server ca "/O=system:nodes/CN=system:node:$name" "$root/var/lib/kubelet/pki/kubelet" "DNS:$name,IP:$addr"
