@@ -54,6 +54,7 @@ pub fn generate_with(
 /// and release their bytes before it renders the index ([`index`]), so that it never holds both; with `settle`,
 /// each node's files as soon as they are rendered ([`files_with`]; not with `sealing`, which needs every secret's
 /// bytes afterwards).
+#[allow(clippy::too_many_arguments)]
 pub fn generate_unindexed(
     cluster: &Cluster,
     store: &Store,

@@ -314,7 +314,6 @@ pub fn build(
         }
         certs.insert(m.request.id.clone(), m);
     }
-    crate::timing::mark("leaves issued");
     Ok(Pki { certs, sa, external_etcd_ca, encryption, rotations: Box::new(rotations), proofs })
 }
 

@@ -144,7 +144,7 @@ impl Record {
         let (body, _) = self.lines.get(id)?;
         let mut fields = body.split('\t').skip(1);
         for want in [cert, leaf_key, ca] {
-            if unhex(fields.next()?)?.as_slice() != want.as_slice() {
+            if fields.next()? != hex(want) {
                 return None;
             }
         }
@@ -276,13 +276,16 @@ fn unlist(field: &str) -> Vec<String> {
 }
 
 pub fn hex(b: &[u8]) -> String {
+    // Into a buffer, then one string: pushing characters one by one is slow unoptimised.
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push(DIGITS[(x >> 4) as usize] as char);
-        s.push(DIGITS[(x & 15) as usize] as char);
+    let mut out = vec![0u8; b.len() * 2];
+    let mut i = 0;
+    while i < b.len() {
+        out[2 * i] = DIGITS[(b[i] >> 4) as usize];
+        out[2 * i + 1] = DIGITS[(b[i] & 15) as usize];
+        i += 1;
     }
-    s
+    String::from_utf8(out).expect("hex digits are ASCII")
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
