@@ -165,7 +165,8 @@ pub struct Common {
 }
 
 impl Common {
-    fn options(&self) -> Options {
+    /// What the operations need of these options.
+    pub fn options(&self) -> Options {
         Options {
             spec: self.spec.clone(),
             out: self.out.clone(),

@@ -149,33 +149,15 @@ pub fn files_with(cluster: &Cluster, pki: &Pki, settle: Option<&Settle<'_>>) -> 
         encryption_config: &encryption_config,
         kubelet_bodies: Default::default(),
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(cluster.nodes.len().max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let per_node: Vec<(usize, Result<Tree, Error>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                let (inputs, own, next) = (&inputs, &own, &next);
-                s.spawn(move || {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(node) = cluster.nodes.get(i) else { break };
-                        let t = node_files(inputs, node, &own[i]).and_then(|mut t| {
-                            settle.map_or(Ok(()), |f| f(&mut t))?;
-                            Ok(t)
-                        });
-                        done.push((i, t));
-                    }
-                    done
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("rendering thread panicked")).collect()
-    });
-    let mut per_node: Vec<(usize, Tree)> =
-        per_node.into_iter().map(|(i, t)| t.map(|t| (i, t))).collect::<Result<_, _>>()?;
-    per_node.sort_by_key(|(i, _)| *i);
-    for (_, t) in per_node {
+    let work: Vec<_> = cluster.nodes.iter().zip(&own).collect();
+    let per_node: Vec<Tree> = crate::par::map(&work, |(node, own)| {
+        let mut t = node_files(&inputs, node, own)?;
+        settle.map_or(Ok(()), |f| f(&mut t))?;
+        Ok(t)
+    })
+    .into_iter()
+    .collect::<Result<_, Error>>()?;
+    for t in per_node {
         tree.dir_modes.extend(t.dir_modes);
         for (path, entry) in t.files {
             if tree.files.contains_key(&path) {

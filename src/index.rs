@@ -148,29 +148,11 @@ pub fn render(cluster: &Cluster, tree: &Tree, directories: &[DirEntry]) -> Strin
     // In pieces (several per thread), each freed as soon as it is copied into the whole: at 10,000 nodes the index
     // is 100 MB, and holding the pieces and the whole at once would double that (operations keep blocks this
     // large mapped on their own, so that freeing one hands it back: see `ops::Options::load`).
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = entries.len().div_ceil(threads * 8).max(1);
     let pieces: Vec<&[(&String, &crate::output::Entry)]> = entries.chunks(chunk).collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut parts: Vec<(usize, String)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads.min(pieces.len().max(1)))
-            .map(|_| {
-                let (pieces, next) = (&pieces, &next);
-                s.spawn(move || {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(piece) = pieces.get(i) else { break };
-                        done.push((i, file_entries(piece)));
-                    }
-                    done
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("index thread panicked")).collect()
-    });
-    parts.sort_by_key(|(i, _)| *i);
-    let mut o = String::with_capacity(parts.iter().map(|(_, p)| p.len() + 2).sum::<usize>() + 4096);
+    let parts = crate::par::map(&pieces, |piece| file_entries(piece));
+    let mut o = String::with_capacity(parts.iter().map(|p| p.len() + 2).sum::<usize>() + 4096);
     o.push_str("{\n  \"apiVersion\": \"kubeforge/v1alpha1\",\n  \"kind\": \"Index\",\n  \"cluster\": ");
     string(&mut o, &cluster.name);
     o.push_str(",\n  \"kubernetesVersion\": ");
@@ -180,7 +162,7 @@ pub fn render(cluster: &Cluster, tree: &Tree, directories: &[DirEntry]) -> Strin
         o.push_str("[]");
     } else {
         o.push_str("[\n");
-        for (i, (_, p)) in parts.into_iter().filter(|(_, p)| !p.is_empty()).enumerate() {
+        for (i, p) in parts.into_iter().filter(|p| !p.is_empty()).enumerate() {
             if i > 0 {
                 o.push_str(",\n");
             }

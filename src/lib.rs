@@ -16,6 +16,7 @@ pub mod layout;
 pub mod net;
 pub mod ops;
 pub mod output;
+pub mod par;
 pub mod pki;
 pub mod render;
 pub mod sealed;

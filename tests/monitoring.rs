@@ -294,20 +294,8 @@ fn the_parser_rejects_malformed_lines() {
 #[test]
 fn output_replaces_the_file_atomically() {
     let c = Cluster::new("monitoring-atomic", kubeforge::DEMO_SPEC);
+    c.generate_seeded();
     let out = c.out.to_str().unwrap();
-    let seed = support::SEED.to_string();
-    let o = support::kubeforge(&[
-        "gen",
-        "--spec",
-        c.spec.to_str().unwrap(),
-        "--out",
-        out,
-        "--seed",
-        &seed,
-        "--now",
-        support::NOW,
-    ]);
-    assert_eq!(o.code, 0, "{}", o.text);
     let dir = c.tmp.join("textfile");
     fs::create_dir(&dir).unwrap();
     let file = dir.join("kubeforge.prom");
@@ -550,20 +538,8 @@ fn the_readme_shows_what_check_writes() {
     assert_eq!(blocks.len(), 3, "the sample, the cron line, the rules");
 
     let c = Cluster::new("monitoring-readme", kubeforge::DEMO_SPEC);
+    c.generate_seeded();
     let out = c.out.to_str().unwrap();
-    let seed = support::SEED.to_string();
-    let o = support::kubeforge(&[
-        "gen",
-        "--spec",
-        c.spec.to_str().unwrap(),
-        "--out",
-        out,
-        "--seed",
-        &seed,
-        "--now",
-        support::NOW,
-    ]);
-    assert_eq!(o.code, 0, "{}", o.text);
     let real = check_text(out, CHECK_AT);
     let real: BTreeSet<&str> = real.lines().collect();
     let sample: Vec<&str> = blocks[0].lines().skip(1).filter(|l| !l.is_empty() && *l != "...").collect();

@@ -110,30 +110,13 @@ impl Pki {
         let make = |p: &verified::Proven| match &p.line {
             verified::Line::Issued { ca, key } => {
                 let m = self.get(&p.id);
-                let mut facts = (*m.info).clone();
-                facts.der.clear();
-                facts.spki_der.clear();
                 let key_pem = m.key_pem.as_deref().expect("an issued leaf has its key");
-                let proof = verified::Proof {
-                    cert: verified::sha256(m.cert_pem.as_bytes()),
-                    key: verified::sha256(key_pem.as_bytes()),
-                    ca: *ca,
-                    facts,
-                };
+                let proof = verified::Proof::of(&m.info, &m.cert_pem, key_pem, *ca);
                 verified::Proven { id: p.id.clone(), line: verified::Line::New(verified::line(&p.id, &proof, key)) }
             }
             _ => p.clone(),
         };
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
-        let chunk = self.proofs.len().div_ceil(threads).max(1);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = self
-                .proofs
-                .chunks(chunk)
-                .map(|part| s.spawn(move || part.iter().map(make).collect::<Vec<_>>()))
-                .collect();
-            handles.into_iter().flat_map(|h| h.join().expect("record thread panicked")).collect()
-        })
+        crate::par::map(&self.proofs, make)
     }
 }
 
@@ -244,7 +227,7 @@ pub fn build(
     fn signer(req: &CertRequest) -> &str {
         req.signer.as_deref().expect("a leaf has a signer")
     }
-    let decided = in_parallel(&leaves, |req| {
+    let decided = crate::par::map(&leaves, |req| {
         let cas = (ca_infos.get(signer(req)).map(|i| &**i), outgoing.get(signer(req)).map(|i| &**i));
         decide(cluster, req, store, now, policy, cas, signers.get(signer(req)))
     });
@@ -293,7 +276,7 @@ pub fn build(
             p.advance();
         }
     }
-    let issued = in_parallel(&work, |(req, reasons, old_key)| {
+    let issued = crate::par::map(&work, |(req, reasons, old_key)| {
         let m = issue(cluster, req, keys, now, &issuers[signer(req)], reasons, old_key.as_ref());
         if let Some(p) = progress {
             p.advance();
@@ -315,35 +298,6 @@ pub fn build(
         certs.insert(m.request.id.clone(), m);
     }
     Ok(Pki { certs, sa, external_etcd_ca, encryption, rotations: Box::new(rotations), proofs })
-}
-
-/// `f` of every item, on every core, in the items' order. Each thread takes the next item from a shared counter
-/// rather than a fixed share of the list, because the items that take long are often neighbours (a renewed profile,
-/// a new node): fixed halves would leave one core idle. Keys come from per-id streams and results are put back in
-/// list order, so nothing depends on how the work is split.
-fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len().max(1));
-    let next = AtomicUsize::new(0);
-    let mut done: Vec<(usize, R)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                let (f, next) = (&f, &next);
-                s.spawn(move || {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(item) = items.get(i) else { break };
-                        done.push((i, f(item)));
-                    }
-                    done
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("a worker thread panicked")).collect()
-    });
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// A CA is created only for a new PKI: never by a renewal, and never while the store still holds leaves that a
@@ -507,11 +461,7 @@ fn decide(
     if reasons.is_empty() {
         let line = proof.then_some(verified::Line::Recorded).or_else(|| {
             let mac = signer?.mac.as_ref().filter(|_| signed == Some(true))?;
-            let mut facts = info.clone();
-            facts.der.clear();
-            facts.spki_der.clear();
-            let (cert, key) = (verified::sha256(cert_pem.as_bytes()), verified::sha256(key_pem.as_bytes()));
-            let proof = verified::Proof { cert, key, ca: signer?.cert, facts };
+            let proof = verified::Proof::of(&info, &cert_pem, &key_pem, signer?.cert);
             Some(verified::Line::New(verified::line(&req.id, &proof, mac)))
         });
         let m = Material {

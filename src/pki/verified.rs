@@ -58,6 +58,23 @@ pub struct Proof {
     pub facts: CertInfo,
 }
 
+impl Proof {
+    /// The proof for a leaf whose certificate parsed to `info`, for the exact bytes of its certificate and key files
+    /// and of its CA's certificate (SHA-256 `ca`).
+    pub fn of(info: &CertInfo, cert_pem: &str, key_pem: &str, ca: Sha) -> Proof {
+        Proof { cert: sha256(cert_pem.as_bytes()), key: sha256(key_pem.as_bytes()), ca, facts: recorded(info) }
+    }
+}
+
+/// The facts a line records of `info`: all of them but the DER and the SubjectPublicKeyInfo in it, which the
+/// certificate file itself gives back.
+pub fn recorded(info: &CertInfo) -> CertInfo {
+    let mut facts = info.clone();
+    facts.der.clear();
+    facts.spki_der.clear();
+    facts
+}
+
 /// What to keep for the next run about one leaf.
 #[derive(Clone)]
 pub struct Proven {
@@ -454,10 +471,8 @@ mod tests {
         pki.certs
             .values()
             .map(|m| {
-                let mut facts = (*m.info).clone();
-                facts.der.clear();
-                facts.spki_der.clear();
-                let proof = Proof { cert: sha256(m.cert_pem.as_bytes()), key: [7; 32], ca: [9; 32], facts };
+                let proof =
+                    Proof { cert: sha256(m.cert_pem.as_bytes()), key: [7; 32], ca: [9; 32], facts: recorded(&m.info) };
                 (m.request.id.clone(), proof)
             })
             .collect()

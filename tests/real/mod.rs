@@ -140,3 +140,9 @@ pub fn s_server(log: &Path, cert: &Path, key: &Path, client_ca: &Path) -> (Proc,
 pub fn www_subject(subject: &str) -> String {
     format!("Subject: {subject}")
 }
+
+/// The lines of an etcd member's log that say a TLS handshake failed (a connection it rejected, a certificate it
+/// could not verify), the first five: empty while the members trust each other.
+pub fn etcd_tls_failures(log: &str) -> Vec<&str> {
+    log.lines().filter(|l| l.contains("rejected connection") || l.contains("x509")).take(5).collect()
+}

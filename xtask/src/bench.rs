@@ -67,16 +67,7 @@ fn child(args: &[String]) -> Result<(), String> {
     use kubeforge::cli::Command as Cmd;
     use kubeforge::ops::GenOptions;
     let command = kubeforge::cli::parse_from("bench-child", args).map_err(|e| e.to_string())?;
-    let load = |c: &kubeforge::cli::Common| {
-        kubeforge::ops::Options {
-            spec: c.spec.clone(),
-            out: c.out.clone(),
-            seed: c.seed,
-            now: c.now,
-            identity: c.identity.clone(),
-        }
-        .load()
-    };
+    let load = |c: &kubeforge::cli::Common| c.options().load();
     let report = match &command {
         Cmd::Gen { common, dry_run: false, materialize: None, .. } => {
             load(common).and_then(|c| c.apply(&GenOptions::default()))
