@@ -308,11 +308,8 @@ fn index_invariants() {
         // Exactly one entry per file under OUT except index.json, in path order. The only entries without a file
         // are secrets kept sealed (not materialized), whose `sealed` names their encrypted copy.
         // kubeforge's own locks (`.kubeforge/`, ignored by git) are not output.
-        let on_disk: BTreeSet<String> = support::Tree::of(&out)
-            .files()
-            .into_keys()
-            .filter(|p| p != "index.json" && !p.starts_with(".kubeforge/"))
-            .collect();
+        let on_disk: BTreeSet<String> =
+            support::Tree::output(&out).files().into_keys().filter(|p| p != "index.json").collect();
         let paths: Vec<String> = files(&index).iter().map(|e| s(e, "path").to_string()).collect();
         let mut sorted = paths.clone();
         sorted.sort();

@@ -64,9 +64,7 @@ fn chosen(points: &[(usize, String)]) -> Vec<usize> {
 
 /// OUT without kubeforge's own `.kubeforge/` (locks, transactions): what a consumer sees.
 fn state(out: &Path) -> Tree {
-    let mut t = Tree::of(out);
-    t.0.retain(|p, _| !p.starts_with(".kubeforge/"));
-    t
+    Tree::output(out)
 }
 
 fn copy(from: &Path, to: &Path) {

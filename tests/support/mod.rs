@@ -434,12 +434,9 @@ impl Cluster {
         fs::write(&self.spec, text.replacen(from, to, 1)).unwrap();
     }
 
-    /// OUT as a consumer sees it: without kubeforge's own `.kubeforge/` (its locks, transactions, and the record
-    /// of what it verified).
+    /// OUT as a consumer sees it ([`Tree::output`]).
     pub fn tree(&self) -> Tree {
-        let mut t = Tree::of(&self.out);
-        t.0.retain(|p, _| !p.starts_with(".kubeforge/"));
-        t
+        Tree::output(&self.out)
     }
 }
 
@@ -510,6 +507,14 @@ impl Tree {
             }
         }
         Tree(out)
+    }
+
+    /// OUT as a consumer sees it: [`Tree::of`] without kubeforge's own `.kubeforge/` (its locks, transactions and
+    /// caches, which git ignores and a clone does not have).
+    pub fn output(dir: &Path) -> Tree {
+        let mut t = Tree::of(dir);
+        t.0.retain(|p, _| !p.starts_with(".kubeforge/"));
+        t
     }
 
     /// Regular files only, with their bytes.
